@@ -1,0 +1,62 @@
+# Every target installs what it needs first: the project virtualenv in .venv and the Debian packages
+# the offline speech backend uses. `make demo` and `make test` are the two commands a new user runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+OUT ?= outputs
+EXTRAS ?= serve,data,fer,dev,deepspeed
+DEBIAN_PACKAGES := espeak-ng
+# The tests and the demo run on the built-in tiny model and never touch the Hub.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline
+RECIPE ?= recipes/tiny/sft.yaml
+RAFT_RECIPE ?= recipes/tiny/raft.yaml
+EVAL_RECIPE ?= recipes/tiny/eval.yaml
+DATA_CONFIG ?= data_gen/configs/tiny.yaml
+
+.PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
+
+help:
+	@echo "make demo        offline end-to-end run on the built-in tiny Voxtral (data -> SFT -> RAFT -> eval)"
+	@echo "make test        the test suite (CPU, offline)"
+	@echo "make install     create $(VENV) and install the project with extras [$(EXTRAS)]"
+	@echo "make data | sft | raft | eval | serve | fer | fer-onnx | bench | learning-check | lint"
+
+$(VENV)/.installed: setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages:$$missing"; \
+	    (apt-get install -y -qq $$missing >/dev/null 2>&1 || (apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null)); \
+	  else \
+	    echo "Missing Debian packages:$$missing. Install them with: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+install: $(VENV)/.installed system-deps
+
+tiny-model: install
+	$(OFFLINE) $(PY) -m evoxtral.tiny
+
+test: install
+	$(OFFLINE) $(PY) -m pytest -q tests
+
+slow_test: install
+	$(OFFLINE) $(PY) -m pytest -q -m slow tests
+
+lint: install
+	$(PY) -m ruff check evoxtral recipes data_gen metrics serve bench tests
+	$(PY) -m ruff format --check evoxtral recipes data_gen metrics serve bench tests
+
+quality: lint
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache
