@@ -44,7 +44,11 @@ def normalize_transcript(text: str) -> str:
     agree; every other character that is not a letter, digit or whitespace becomes a space (punctuation, ellipses,
     dashes, symbols); whitespace collapsed and trimmed.
     """
-    lowered = _APOSTROPHES.sub("", tags.strip_tags(text).lower())
+    return _normalize_tag_free(tags.strip_tags(text))
+
+
+def _normalize_tag_free(text: str) -> str:
+    lowered = _APOSTROPHES.sub("", text.lower())
     return " ".join(_NOT_WORD_OR_SPACE.sub(" ", lowered).split())
 
 
@@ -113,7 +117,10 @@ def _words_and_chars(texts: list[str], protocol: str, normalize: bool) -> tuple[
 def _alignment_words(text: str, normalize: bool) -> list[str]:
     """The tag-free words ``extract_tags`` counts positions in, each normalised but never split or dropped."""
     words = tags.strip_tags(text).split()
-    return [normalize_transcript(word) or word for word in words] if normalize else words
+    if not normalize:
+        return words
+    # most words are already plain lowercase: only the others go through the regular expressions
+    return [word if word.isalpha() and word.islower() else (_normalize_tag_free(word) or word) for word in words]
 
 
 def _reference_gaps(reference_words: list[str], predicted_words: list[str]) -> tuple[list[int], list[int]]:
