@@ -157,7 +157,6 @@ def decode_predictions(
     *,
     batch_size: int,
     max_new_tokens: int,
-    dtype: str,
     load,
     **generate_kwargs,
 ) -> list[str]:
@@ -284,7 +283,7 @@ def plot_per_tag_f1(results: dict[str, dict[str, dict]], protocol: str, path: Pa
             support[tag] = max(support.get(tag, 0), row["support"])
     tags = sorted((tag for tag in support if support[tag] > 0), key=lambda tag: (-support[tag], tag))
     height = 0.8 / max(len(labels), 1)
-    figure, axes = plt.subplots(figsize=(8, 1.2 + 0.35 * max(len(tags), 1) * max(len(labels), 1) ** 0.5))
+    figure, axes = plt.subplots(figsize=(9, 1.5 + 0.3 * max(len(tags), 1) * max(len(labels), 1) ** 0.5))
     positions = np.arange(len(tags))
     for offset, label in enumerate(labels):
         f1s = [results[label][protocol]["per_tag"].get(tag, {}).get("f1", 0.0) for tag in tags]
@@ -296,7 +295,7 @@ def plot_per_tag_f1(results: dict[str, dict[str, dict]], protocol: str, path: Pa
     axes.set_xlim(0, 1)
     axes.set_xlabel("F1")
     axes.set_title(f"Per-tag F1 ({protocol} protocol; support in parentheses)")
-    axes.legend(loc="lower right", fontsize="small")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
