@@ -58,12 +58,12 @@ def test_core_table_puts_models_side_by_side_and_names_the_best():
     assert rows["WER ↓"] == "| WER ↓ | **0.00%** | 12.50% | base |"
     assert rows["Tag Hallucination ↓"] == "| Tag Hallucination ↓ | 0.0% | 0.0% | — |"
     corpus = render_core_table(_results(), "corpus")
-    assert "| Tag F1 (micro) ↑ | 0.0% | **80.0%** | sft |" in corpus  # tp 2, fp 0, fn 1
+    assert "| Tag F1 ↑ | 0.0% | **80.0%** | sft |" in corpus  # tp 2, fp 0, fn 1
 
 
 def test_core_table_shows_intervals():
     results = {"base": {"corpus": compute_metrics(["a [sighs]"] * 3, ["a [sighs]"] * 3, bootstrap=20)}}
-    assert "| Tag F1 (micro) ↑ | 100.0% [100.0, 100.0] | — |" in render_core_table(results, "corpus")
+    assert "| Tag F1 ↑ | 100.0% [100.0, 100.0] | — |" in render_core_table(results, "corpus")
 
 
 def test_per_tag_table_orders_by_support_with_relative_change():
