@@ -25,8 +25,9 @@ AUDIO_TOKENS_PER_CHUNK = 375
 # An mp3 stream declares its length up front; a few frames of encoder delay may be missing when decoded.
 _MP3_FRAME_SAMPLES = 1152
 _TRUNCATION_TOLERANCE_FRAMES = 4 * _MP3_FRAME_SAMPLES
-# Streaming WAV writers put these placeholders in the size fields when they do not know the length yet.
-_UNKNOWN_RIFF_SIZES = (0, 0xFFFFFFFF)
+# Streaming WAV writers put a placeholder in the data size when they do not know the length yet: 0xFFFFFFFF
+# (ffmpeg to a pipe), 0x7FFFF000 (espeak-ng --stdout). Sizes from 2 GB up are taken as such placeholders.
+_PLACEHOLDER_DATA_SIZE_FROM = 0x7FFF0000
 
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -135,7 +136,7 @@ def _check_riff_not_truncated(data: bytes, name: str) -> None:
         (chunk_size,) = struct.unpack(byte_order + "I", data[position + 4 : position + 8])
         body_start = position + 8
         if chunk_id == b"data":
-            if chunk_size not in _UNKNOWN_RIFF_SIZES and body_start + chunk_size > len(data):
+            if chunk_size < _PLACEHOLDER_DATA_SIZE_FROM and body_start + chunk_size > len(data):
                 raise AudioDecodeError(
                     f"{name} is truncated: its WAV data chunk declares {chunk_size} bytes but "
                     f"{len(data) - body_start} are present"
