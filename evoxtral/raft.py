@@ -1,0 +1,335 @@
+"""RAFT (reward-ranked fine-tuning): sample k transcripts per training clip, keep the best, fine-tune on it.
+
+``recipes/raft.py`` parses arguments and calls :func:`run_raft`. One round is
+
+1. **sample**: k transcripts per clip of the training split (:func:`evoxtral.sampling.sample_transcripts`, batches
+   across clips), each scored with the rewards named in the recipe (:mod:`evoxtral.rewards`). Every scored clip is
+   appended to ``round_<r>/scored/samples-rank<n>.jsonl`` and flushed batch by batch, so a killed run resumes with
+   the clips it has not scored yet (a torn last line is dropped);
+2. **select**: the best of k per clip, then the original rule (:func:`evoxtral.rewards.select_best_of_k`): drop
+   the clips whose best reward is at or below the value at the bottom ``drop_fraction``; optionally fall back to
+   the reference transcript where the best sample scores below the reference's own reward. All k samples with
+   their rewards and the decision are saved as a ``datasets`` folder, ``round_<r>/samples``, to inspect a run;
+3. **train**: the SFT recipe's trainer on the kept (audio, target) pairs, continuing the adapter of the previous
+   stage (the SFT adapter for round 1, round r-1's adapter after that), into ``round_<r>/``.
+
+The last round's adapter is also saved at the top of ``output_dir``, with a model card that reports the reward
+distribution, the threshold and the kept count of every round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evoxtral.rewards import (
+    DEFAULT_DROP_FRACTION,
+    DEFAULT_REWARD_NAMES,
+    DEFAULT_REWARD_WEIGHTS,
+    combined_reward,
+    get_reward_funcs,
+    reward_components,
+    select_best_of_k,
+)
+
+logger = logging.getLogger(__name__)
+
+SCORED_DIR = "scored"
+SAMPLES_DATASET_DIR = "samples"
+SETTINGS_FILE = "settings.json"
+REWARD_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+@dataclass
+class RaftArguments:
+    """RAFT's own options (``recipes/raft.py`` also takes TRL's SFTConfig for the fine-tuning step)."""
+
+    rounds: int = field(default=1, metadata={"help": "sample -> select -> train, repeated; round r continues r-1"})
+    samples_per_input: int = field(default=4, metadata={"help": "k: transcripts sampled per training clip"})
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    sampling_batch_size: int = field(default=8, metadata={"help": "clips per generate call (each gives k rows)"})
+    max_inputs: int | None = field(default=None, metadata={"help": "first N training clips (smoke runs)"})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: list(DEFAULT_REWARD_NAMES),
+        metadata={"help": f"rewards by name from evoxtral.rewards.REWARD_FUNCS (default {DEFAULT_REWARD_NAMES})"},
+    )
+    reward_weights: list[float] = field(
+        default_factory=lambda: list(DEFAULT_REWARD_WEIGHTS),
+        metadata={"help": "one weight per reward; the weighted sum ranks the k samples"},
+    )
+    reward_protocol: str = field(
+        default="evoxtral", metadata={"help": "text rules of the rewards: evoxtral (original) or corpus"}
+    )
+    drop_fraction: float = field(
+        default=DEFAULT_DROP_FRACTION,
+        metadata={"help": "threshold = sorted best rewards at floor(n * drop_fraction); only clips above it train"},
+    )
+    reference_fallback: bool = field(
+        default=False,
+        metadata={
+            "help": "train on the reference where the best sample scores below the reference's own reward "
+            "(the reward of the reference scored against itself) minus reference_fallback_margin"
+        },
+    )
+    reference_fallback_margin: float = 0.0
+
+    def __post_init__(self):
+        get_reward_funcs(self.reward_funcs)  # unknown names fail at parse time, before a model loads
+        if len(self.reward_funcs) != len(self.reward_weights):
+            raise ValueError(
+                f"reward_funcs has {len(self.reward_funcs)} names but reward_weights {len(self.reward_weights)} "
+                "weights: give one weight per reward"
+            )
+        if self.rounds < 1 or self.samples_per_input < 1:
+            raise ValueError("rounds and samples_per_input must be at least 1")
+        if not 0 <= self.drop_fraction < 1:
+            raise ValueError(f"drop_fraction must be in [0, 1), got {self.drop_fraction}")
+
+
+# --- Scoring -------------------------------------------------------------------------------------------------------
+
+
+def score_input(
+    samples: Sequence[str], reference: str, args: RaftArguments
+) -> tuple[list[float], dict[str, list[float]], float]:
+    """The combined reward of each sample, each named reward of each sample, and the reference's own reward."""
+    names, weights, protocol = args.reward_funcs, args.reward_weights, args.reward_protocol
+    rewards = [combined_reward(sample, reference, names, weights, protocol=protocol) for sample in samples]
+    per_sample = [reward_components(sample, reference, names, protocol=protocol) for sample in samples]
+    components = {name: [values[name] for values in per_sample] for name in names}
+    reference_reward = combined_reward(reference, reference, names, weights, protocol=protocol)
+    return rewards, components, reference_reward
+
+
+# --- Scored-sample shards, kill-safe -------------------------------------------------------------------------------
+
+
+def read_scored_rows(scored_dir: Path) -> dict[str, dict]:
+    """Rows already scored in ``scored_dir`` (every shard), by clip id; unreadable lines (a torn tail) are skipped."""
+    rows: dict[str, dict] = {}
+    for shard in sorted(scored_dir.glob("samples-*.jsonl")):
+        with shard.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    logger.warning("%s line %d is incomplete (a killed run); that clip is sampled again", shard, number)
+                    continue
+                rows.setdefault(row["id"], row)
+    return rows
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a file back to its last complete line, so appended rows never join a line a kill left half written."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(end)
+
+
+def sample_and_score(
+    model,
+    processor,
+    audios: Sequence[Any],
+    references: Sequence[str],
+    ids: Sequence[str],
+    scored_dir: Path,
+    args: RaftArguments,
+    *,
+    settings: dict[str, Any],
+    seed: int,
+    process_index: int = 0,
+    num_processes: int = 1,
+    wait_for_everyone=lambda: None,
+) -> list[dict]:
+    """Sample and score every clip not yet in ``scored_dir``; returns all scored rows in input order.
+
+    With several processes each scores its share of the clips left into its own shard; ``wait_for_everyone`` is
+    the barrier that keeps a process from appending before all have read what is there. ``settings`` (model,
+    sampling and reward options) are recorded with the shards, and a resume under other settings is refused. A
+    batch's sampling seed is ``seed`` plus the input position of its first clip.
+    """
+    from tqdm.auto import tqdm
+
+    from evoxtral.sampling import sample_transcripts
+
+    done = read_scored_rows(scored_dir)
+    _check_same_run(done, dict(zip(ids, references)), settings, scored_dir, is_main=process_index == 0)
+    wait_for_everyone()
+    pending = [index for index, clip_id in enumerate(ids) if clip_id not in done]
+    mine = pending[process_index::num_processes]
+    scored_dir.mkdir(parents=True, exist_ok=True)
+    shard = scored_dir / f"samples-rank{process_index:03d}.jsonl"
+    drop_torn_tail(shard)
+    with (
+        shard.open("a", encoding="utf-8") as out,
+        tqdm(total=len(ids), initial=len(ids) - len(pending), desc="Sampling", unit="clip",
+             disable=process_index != 0) as bar,
+    ):  # fmt: skip
+        for start in range(0, len(mine), args.sampling_batch_size):
+            batch = mine[start : start + args.sampling_batch_size]
+            samples_per_clip = sample_transcripts(
+                model, processor, [audios[index] for index in batch], k=args.samples_per_input,
+                temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                batch_size=args.sampling_batch_size, seed=seed + batch[0],
+            )  # fmt: skip
+            for index, samples in zip(batch, samples_per_clip):
+                rewards, components, reference_reward = score_input(samples, references[index], args)
+                row = {
+                    "id": ids[index],
+                    "reference": references[index],
+                    "samples": samples,
+                    "rewards": rewards,
+                    "components": components,
+                    "reference_reward": reference_reward,
+                }
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+            bar.update(len(batch) * num_processes)
+    wait_for_everyone()
+    rows = read_scored_rows(scored_dir)
+    missing = [clip_id for clip_id in ids if clip_id not in rows]
+    if missing:
+        raise RuntimeError(f"{len(missing)} clips were not scored (e.g. {missing[:3]}); rerun to resume")
+    return [rows[clip_id] for clip_id in ids]
+
+
+def _check_same_run(
+    done: dict[str, dict], references: dict[str, str], settings: dict[str, Any], scored_dir: Path, is_main: bool
+) -> None:
+    """Refuse to mix samples from another model, other sampling or reward settings, or other references."""
+    settings_file = scored_dir / SETTINGS_FILE
+    if settings_file.exists():
+        recorded = json.loads(settings_file.read_text())
+        changed = {key: (recorded.get(key), value) for key, value in settings.items() if recorded.get(key) != value}
+        if changed:
+            raise ValueError(
+                f"{scored_dir} holds samples from other settings ({changed}, as (recorded, now)); "
+                "use another output_dir or delete that folder"
+            )
+    elif is_main:
+        scored_dir.mkdir(parents=True, exist_ok=True)
+        settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+    for clip_id, row in done.items():
+        if clip_id in references and row["reference"] != references[clip_id]:
+            raise ValueError(
+                f"{scored_dir} was written for other data (clip {clip_id} has another reference); "
+                "use another output_dir or delete that folder"
+            )
+
+
+# --- Selection -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundSelection:
+    """What one round trains on, decided from its scored rows (in input order)."""
+
+    rows: list[dict]
+    best_index: list[int]
+    best_reward: list[float]
+    threshold: float | None
+    target_source: list[str]  # per row: "sample" (its best sample), "reference" (fallback) or "dropped"
+
+    @property
+    def training_rows(self) -> list[int]:
+        return [index for index, source in enumerate(self.target_source) if source != "dropped"]
+
+    def target(self, index: int) -> str:
+        row = self.rows[index]
+        return row["reference"] if self.target_source[index] == "reference" else row["samples"][self.best_index[index]]
+
+    def summary(self) -> dict[str, Any]:
+        """Reward distribution of the best samples, threshold and counts (for the model card and the log)."""
+        rewards = np.asarray(self.best_reward, dtype=float)
+        counts = {source: self.target_source.count(source) for source in ("sample", "reference", "dropped")}
+        summary: dict[str, Any] = {
+            "inputs": len(self.rows),
+            "kept": len(self.training_rows),
+            "kept_samples": counts["sample"],
+            "reference_fallbacks": counts["reference"],
+            "dropped": counts["dropped"],
+            "threshold": self.threshold,
+        }
+        if len(rewards):
+            summary["best_reward_mean"] = float(rewards.mean())
+            summary["best_reward_min"] = float(rewards.min())
+            summary["best_reward_max"] = float(rewards.max())
+            for quantile in REWARD_QUANTILES:
+                summary[f"best_reward_p{round(100 * quantile)}"] = float(np.quantile(rewards, quantile))
+            all_rewards = np.concatenate([np.asarray(row["rewards"], dtype=float) for row in self.rows])
+            summary["sample_reward_mean"] = float(all_rewards.mean())
+        return summary
+
+
+def select_training_targets(
+    rows: Sequence[dict],
+    drop_fraction: float = DEFAULT_DROP_FRACTION,
+    *,
+    reference_fallback: bool = False,
+    reference_fallback_margin: float = 0.0,
+) -> RoundSelection:
+    """Best of k per clip and the original drop rule; with ``reference_fallback``, references replace weak samples.
+
+    A clip whose best sample scores below ``reference_reward - reference_fallback_margin`` (the reference scored
+    against itself under the same rewards: 1.0 with the default rewards, less when e.g. the format reward finds an
+    unknown tag in the reference) trains on its reference instead, whether or not the threshold would have dropped
+    it. The threshold is always computed from the best samples, as in the original, and still drops the clips that
+    keep their sample.
+    """
+    rows = list(rows)
+    selection = select_best_of_k([row["rewards"] for row in rows], drop_fraction)
+    kept = set(selection.kept)
+    sources = []
+    for index, row in enumerate(rows):
+        if reference_fallback and selection.best_reward[index] < row["reference_reward"] - reference_fallback_margin:
+            sources.append("reference")
+        else:
+            sources.append("sample" if index in kept else "dropped")
+    return RoundSelection(rows, selection.best_index, selection.best_reward, selection.threshold, sources)
+
+
+def format_selection_summary(summary: dict[str, Any]) -> str:
+    if not summary["inputs"]:
+        return "no clips scored"
+    quantiles = ", ".join(f"p{round(100 * q)} {summary[f'best_reward_p{round(100 * q)}']:.3f}" for q in REWARD_QUANTILES)
+    fallbacks = f" ({summary['reference_fallbacks']} on their reference)" if summary["reference_fallbacks"] else ""
+    return (
+        f"{summary['inputs']} clips -> {summary['kept']} kept{fallbacks}; best-of-k reward mean "
+        f"{summary['best_reward_mean']:.3f} ({quantiles}; min {summary['best_reward_min']:.3f}, max "
+        f"{summary['best_reward_max']:.3f}), threshold {summary['threshold']:.3f}"
+    )
+
+
+def save_samples_dataset(selection: RoundSelection, path: Path) -> Path:
+    """Every clip's k samples, their rewards (combined and per reward) and the round's decision, as a dataset."""
+    import datasets
+
+    rows = selection.rows
+    columns: dict[str, list] = {
+        "id": [row["id"] for row in rows],
+        "reference": [row["reference"] for row in rows],
+        "samples": [row["samples"] for row in rows],
+        "rewards": [row["rewards"] for row in rows],
+        "reference_reward": [row["reference_reward"] for row in rows],
+        "best_index": selection.best_index,
+        "best_reward": selection.best_reward,
+        "target_source": selection.target_source,
+        "target": [None if source == "dropped" else selection.target(i) for i, source in enumerate(selection.target_source)],
+    }
+    for name in rows[0]["components"] if rows else ():
+        columns[f"reward_{name}"] = [row["components"][name] for row in rows]
+    dataset = datasets.Dataset.from_dict(columns)
+    dataset.save_to_disk(str(path))
+    return path
