@@ -121,7 +121,9 @@ def read_scored_rows(scored_dir: Path) -> dict[str, dict]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
-                    logger.warning("%s line %d is incomplete (a killed run); that clip is sampled again", shard, number)
+                    logger.warning(
+                        "%s line %d is incomplete (a killed run); that clip is sampled again", shard, number
+                    )
                     continue
                 rows.setdefault(row["id"], row)
     return rows
@@ -303,7 +305,9 @@ def select_training_targets(
 def format_selection_summary(summary: dict[str, Any]) -> str:
     if not summary["inputs"]:
         return "no clips scored"
-    quantiles = ", ".join(f"p{round(100 * q)} {summary[f'best_reward_p{round(100 * q)}']:.3f}" for q in REWARD_QUANTILES)
+    quantiles = ", ".join(
+        f"p{round(100 * q)} {summary[f'best_reward_p{round(100 * q)}']:.3f}" for q in REWARD_QUANTILES
+    )
     fallbacks = f" ({summary['reference_fallbacks']} on their reference)" if summary["reference_fallbacks"] else ""
     return (
         f"{summary['inputs']} clips -> {summary['kept']} kept{fallbacks}; best-of-k reward mean "
@@ -326,7 +330,9 @@ def save_samples_dataset(selection: RoundSelection, path: Path) -> Path:
         "best_index": selection.best_index,
         "best_reward": selection.best_reward,
         "target_source": selection.target_source,
-        "target": [None if source == "dropped" else selection.target(i) for i, source in enumerate(selection.target_source)],
+        "target": [
+            None if source == "dropped" else selection.target(i) for i, source in enumerate(selection.target_source)
+        ],
     }
     for name in rows[0]["components"] if rows else ():
         columns[f"reward_{name}"] = [row["components"][name] for row in rows]
