@@ -50,6 +50,18 @@ REWARD_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 class RaftArguments:
     """RAFT's own options (``recipes/raft.py`` also takes TRL's SFTConfig for the fine-tuning step)."""
 
+    model_name_or_path: str = field(
+        default="evoxtral-tiny", metadata={"help": "base model: hub id, folder, or built-in name"}
+    )
+    adapter: str | None = field(
+        default="outputs/tiny/sft", metadata={"help": "the SFT LoRA adapter that round 1 samples from and continues"}
+    )
+    dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16 or float32"})
+    dataset: str = field(default="outputs/data/tiny/dataset", metadata={"help": "save_to_disk folder or hub id"})
+    split: str = "train"
+    text_column: str = "tagged_text"
+    audio_column: str = "audio"
+    id_column: str = "id"
     rounds: int = field(default=1, metadata={"help": "sample -> select -> train, repeated; round r continues r-1"})
     samples_per_input: int = field(default=4, metadata={"help": "k: transcripts sampled per training clip"})
     temperature: float = 0.7
@@ -339,3 +351,192 @@ def save_samples_dataset(selection: RoundSelection, path: Path) -> Path:
     dataset = datasets.Dataset.from_dict(columns)
     dataset.save_to_disk(str(path))
     return path
+
+
+# --- Rounds --------------------------------------------------------------------------------------------------------
+
+
+ROUND_FILE = "raft_round.json"
+
+
+def round_dir(output_dir: str | Path, round_number: int) -> Path:
+    return Path(output_dir) / f"round_{round_number}"
+
+
+def sampling_settings(args: RaftArguments, adapter: str | None) -> dict[str, Any]:
+    return {
+        "model": args.model_name_or_path,
+        "adapter": adapter,
+        "dataset": args.dataset,
+        "split": args.split,
+        "samples_per_input": args.samples_per_input,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens,
+        "reward_funcs": list(args.reward_funcs),
+        "reward_weights": list(args.reward_weights),
+        "reward_protocol": args.reward_protocol,
+    }
+
+
+def training_split(data, selection: RoundSelection, positions: Sequence[int], args: RaftArguments):
+    """The kept clips with their target (best sample or reference fallback) as the text column."""
+    kept = selection.training_rows
+    rows = data.select([positions[index] for index in kept]).select_columns([args.audio_column])
+    return rows.add_column(args.text_column, [selection.target(index) for index in kept])
+
+
+def run_round(round_number: int, adapter: str | None, data, args: RaftArguments, training_args, state) -> dict:
+    """Sample, select and train one round into ``round_<r>/``; returns the round's summary."""
+    from evoxtral.evaluation import decodable_clips
+    from evoxtral.modeling import load_model_and_processor
+
+    folder = round_dir(training_args.output_dir, round_number)
+    ids = data[args.id_column] if args.id_column in data.column_names else [str(i) for i in range(len(data))]
+    audios = data[args.audio_column]
+    positions, problems = decodable_clips(audios, ids)
+    for problem in problems:
+        print(f"Skipping {problem}")
+    model, processor = load_model_and_processor(
+        args.model_name_or_path, adapter=adapter, dtype=args.dtype, device=state.device, trainable=True
+    )
+    references = data[args.text_column]
+    rows = sample_and_score(
+        model,
+        processor,
+        [audios[i] for i in positions],
+        [references[i] for i in positions],
+        [ids[i] for i in positions],
+        folder / SCORED_DIR,
+        args,
+        settings=sampling_settings(args, adapter),
+        seed=training_args.seed + 1_000_003 * round_number,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+        wait_for_everyone=state.wait_for_everyone,
+    )
+    selection = select_training_targets(
+        rows,
+        args.drop_fraction,
+        reference_fallback=args.reference_fallback,
+        reference_fallback_margin=args.reference_fallback_margin,
+    )
+    summary = {"round": round_number, "adapter_in": adapter, "adapter": str(folder), **selection.summary()}
+    print(f"Round {round_number}: {format_selection_summary(summary)}")
+    if state.is_main_process:
+        save_samples_dataset(selection, folder / SAMPLES_DATASET_DIR)
+    if not selection.training_rows:
+        raise ValueError(
+            f"round {round_number}: no clip scored above the threshold {selection.threshold}, nothing to train on; "
+            "lower drop_fraction or set reference_fallback"
+        )
+    train_dataset = training_split(data, selection, positions, args)
+    trainer = _build_trainer(model, processor, train_dataset, training_args, folder, args)
+    trainer.train(resume_from_checkpoint=_last_checkpoint(folder))
+    trainer.save_model(str(folder))
+    summary["train_loss"] = trainer.state.log_history[-1].get("train_loss") if trainer.state.log_history else None
+    if state.is_main_process:
+        (folder / ROUND_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    state.wait_for_everyone()
+    return summary
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _build_trainer(model, processor, train_dataset, training_args, folder: Path, args: RaftArguments):
+    import dataclasses
+
+    from trl import SFTTrainer
+
+    from evoxtral.collator import VoxtralTranscriptionCollator
+
+    round_args = dataclasses.replace(training_args, output_dir=str(folder), push_to_hub=False)
+    round_args.remove_unused_columns = False
+    round_args.dataset_kwargs = {"skip_prepare_dataset": True}
+    round_args.max_length = None
+    collator = VoxtralTranscriptionCollator(processor, audio_column=args.audio_column, text_column=args.text_column)
+    return SFTTrainer(
+        model=model, args=round_args, train_dataset=train_dataset, data_collator=collator, processing_class=processor
+    )
+
+
+def run_raft(args: RaftArguments, training_args) -> list[dict]:
+    """All rounds; a finished round is skipped on a rerun. Returns each round's summary."""
+    from accelerate import PartialState
+
+    from evoxtral.evaluation import load_eval_split
+
+    state = PartialState()
+    output_dir = Path(training_args.output_dir)
+    data = load_eval_split(args.dataset, args.split, args.max_inputs)
+    summaries, adapter = [], args.adapter
+    for round_number in range(1, args.rounds + 1):
+        done = round_dir(output_dir, round_number) / ROUND_FILE
+        if done.exists():
+            summary = json.loads(done.read_text())
+            print(f"Round {round_number} already done: {format_selection_summary(summary)}")
+        else:
+            summary = run_round(round_number, adapter, data, args, training_args, state)
+        summaries.append(summary)
+        adapter = summary["adapter"]
+    if state.is_main_process:
+        _release(Path(adapter), output_dir, summaries, args, training_args)
+        print(f"\nRAFT, {args.rounds} round(s) on {len(data)} clips of {args.dataset} ({args.split}):")
+        for summary in summaries:
+            print(f"  round {summary['round']}: {format_selection_summary(summary)}")
+        print(
+            f"Final adapter: {output_dir}/ (model card README.md); per round: {output_dir}/round_<r>/ "
+            f"(adapter, {SCORED_DIR}/*.jsonl, {SAMPLES_DATASET_DIR}/ dataset of all scored samples)"
+        )
+    return summaries
+
+
+def _release(last_round: Path, output_dir: Path, summaries: list[dict], args: RaftArguments, training_args) -> None:
+    import shutil
+
+    for item in last_round.iterdir():
+        if item.is_file() and item.name != ROUND_FILE:
+            shutil.copy2(item, output_dir / item.name)
+    (output_dir / "README.md").write_text(render_raft_card(summaries, args, training_args), encoding="utf-8")
+    (output_dir / "raft_summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
+
+
+def render_raft_card(summaries: list[dict], args: RaftArguments, training_args) -> str:
+    weights = " + ".join(f"{weight:g} * {name}" for name, weight in zip(args.reward_funcs, args.reward_weights))
+    definitions = [
+        f"- `{name}`: {func.__doc__.strip().splitlines()[0]}"
+        for name, func in zip(args.reward_funcs, get_reward_funcs(args.reward_funcs))
+    ]
+    lines = [
+        "## RAFT",
+        "",
+        f"Rejection-sampling fine-tuning of `{args.adapter}` on `{args.model_name_or_path}`: per training clip of "
+        f"`{args.dataset}` ({args.split}), {args.samples_per_input} samples (temperature {args.temperature}, "
+        f"top_p {args.top_p}, at most {args.max_new_tokens} new tokens), scored with reward = {weights} "
+        f"(protocol {args.reward_protocol}); the best sample per clip is kept when its reward is above the value at "
+        f"the bottom {args.drop_fraction:.0%} of the best rewards (ties at the threshold dropped)"
+        + (
+            f"; a clip whose best sample scores below its reference's own reward minus "
+            f"{args.reference_fallback_margin:g} trains on the reference."
+            if args.reference_fallback
+            else "."
+        ),
+        f"Each round then trains {training_args.num_train_epochs:g} epoch(s) at learning rate "
+        f"{training_args.learning_rate:g}, continuing the previous round's adapter.",
+        "",
+        *definitions,
+        "",
+        "| Round | Clips | Kept | Reference fallbacks | Best reward mean | p10 | p25 | p50 | p75 | p90 | Threshold |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for summary in summaries:
+        quantiles = " | ".join(f"{summary[f'best_reward_p{round(100 * q)}']:.3f}" for q in REWARD_QUANTILES)
+        lines.append(
+            f"| {summary['round']} | {summary['inputs']} | {summary['kept']} | {summary['reference_fallbacks']} | "
+            f"{summary['best_reward_mean']:.3f} | {quantiles} | {summary['threshold']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
