@@ -78,7 +78,7 @@ def test_rewards_are_chosen_by_name_and_weight_in_the_yaml(tmp_path):
 
     config = tmp_path / "raft.yaml"
     config.write_text(
-        "output_dir: x\nreward_funcs: [emphasis_f1, format]\nreward_weights: [0.25, 0.75]\nsamples_per_input: 3\n"
+        "output_dir: x\nuse_cpu: true\nreward_funcs: [emphasis_f1, format]\nreward_weights: [0.25, 0.75]\nsamples_per_input: 3\n"
     )
     raft_args = make_parser().parse_args_and_config(["--config", str(config)])[0]
     assert (raft_args.reward_funcs, raft_args.reward_weights) == (["emphasis_f1", "format"], [0.25, 0.75])
@@ -89,10 +89,12 @@ def test_rewards_are_chosen_by_name_and_weight_in_the_yaml(tmp_path):
     overridden = make_parser().parse_args_and_config(["--config", str(config), "--samples_per_input", "5"])[0]
     assert (overridden.samples_per_input, overridden.reward_funcs) == (5, ["emphasis_f1", "format"])
 
-    config.write_text("output_dir: x\nreward_funcs: [tag_f1, no_such_reward]\nreward_weights: [0.5, 0.5]\n")
+    config.write_text(
+        "output_dir: x\nuse_cpu: true\nreward_funcs: [tag_f1, no_such_reward]\nreward_weights: [0.5, 0.5]\n"
+    )
     with pytest.raises(ValueError, match="no_such_reward"):
         make_parser().parse_args_and_config(["--config", str(config)])
-    config.write_text("output_dir: x\nreward_funcs: [tag_f1, format]\nreward_weights: [1.0]\n")
+    config.write_text("output_dir: x\nuse_cpu: true\nreward_funcs: [tag_f1, format]\nreward_weights: [1.0]\n")
     with pytest.raises(ValueError, match="one weight per reward"):
         make_parser().parse_args_and_config(["--config", str(config)])
 
