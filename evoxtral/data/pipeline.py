@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -35,6 +33,7 @@ from evoxtral.data.backends import (
     clip_key,
     synthesize_checked,
 )
+from evoxtral.data.files import write_atomic
 from evoxtral.data.scripts import (
     COMPOSERS,
     DEFAULT_SLICE_FRACTIONS,
@@ -149,7 +148,7 @@ def make_plan(args: DataGenArguments) -> ScriptPlan:
         source = "llm"
     else:
         composer, source = COMPOSERS[args.script_source], "template"
-    return generate_scripts(
+    plan = generate_scripts(
         args.num_clips,
         args.tag_set,
         seed=args.seed,
@@ -160,13 +159,8 @@ def make_plan(args: DataGenArguments) -> ScriptPlan:
         composer=composer,
         source=source,
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    os.replace(temporary, path)
+    plan.rejected += [("llm answer", why) for why in getattr(composer, "rejected_answers", [])]
+    return plan
 
 
 def load_or_make_plan(args: DataGenArguments, output_dir: Path) -> ScriptPlan:
@@ -180,9 +174,9 @@ def load_or_make_plan(args: DataGenArguments, output_dir: Path) -> ScriptPlan:
             return ScriptPlan(scripts, [tuple(r) for r in meta["rejected"]], meta["fallbacks"])
     plan = make_plan(args)
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, "".join(script.to_json() + "\n" for script in plan.scripts).encode("utf-8"))
+    write_atomic(path, "".join(script.to_json() + "\n" for script in plan.scripts).encode("utf-8"))
     meta = {"fingerprint": fingerprint, "rejected": plan.rejected, "fallbacks": plan.fallbacks}
-    _write_atomic(meta_path, json.dumps(meta).encode())
+    write_atomic(meta_path, json.dumps(meta).encode())
     return plan
 
 
@@ -194,6 +188,9 @@ class ClipStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        # a run killed between writing and renaming leaves a temporary file: never a clip, safe to drop
+        for leftover in self.root.glob("*/*.tmp"):
+            leftover.unlink(missing_ok=True)
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         folder = self.root / key[:2]
@@ -210,9 +207,9 @@ class ClipStore:
         wav.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         sf.write(buffer, audio, SAMPLING_RATE, subtype="PCM_16", format="WAV")
-        _write_atomic(wav, buffer.getvalue())
+        write_atomic(wav, buffer.getvalue())
         record = {**record, "key": key, "duration": round(audio.size / SAMPLING_RATE, 3)}
-        _write_atomic(meta, json.dumps(record, ensure_ascii=False).encode("utf-8"))
+        write_atomic(meta, json.dumps(record, ensure_ascii=False).encode("utf-8"))
         return record
 
     def wav_bytes(self, key: str) -> bytes:
@@ -301,7 +298,8 @@ def synthesize_all(
     def work(job):
         script, request, key = job
         audio, attempts = synthesize_checked(backend, request, policy, check)
-        store.put(key, audio, {"voice": request.voice, "backend": backend.name, "attempts": attempts})
+        record = {"text": request.text, "voice": request.voice, "backend": backend.name, "attempts": attempts}
+        store.put(key, audio, record)
 
     with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=f"speech ({backend.name})", unit="clip") as bar:
         pool = ThreadPoolExecutor(max_workers=max(1, backend.concurrency))
@@ -384,5 +382,5 @@ def run(args: DataGenArguments) -> RunSummary:
         if args.push_to_hub and not args.dry_run:
             summary.hub_url = hub.push_to_hub(summary.hub_folder, args.hub_repo_id, private=args.private)
     summary.seconds = time.perf_counter() - started
-    _write_atomic(output_dir / "summary.json", json.dumps(asdict(summary), indent=2).encode())
+    write_atomic(output_dir / "summary.json", json.dumps(asdict(summary), indent=2).encode())
     return summary

@@ -8,8 +8,7 @@ changes, which also changes every clip key of the offline backend.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from evoxtral.audio import load_audio
+from evoxtral.data.files import write_atomic
 
 ESPEAK_SAMPLING_RATE = 22_050  # every espeak-ng (non-MBROLA) voice; spliced clips must match it
 RECIPE_VERSION = 1
@@ -153,10 +153,8 @@ def build_sound_clips(names: list[str], directory: Path, speak: Speak) -> dict[s
             rng = np.random.default_rng(list(name.encode()) + [RECIPE_VERSION])
             clip = SOUND_RECIPES[name](speak, rng)
             clip = 0.5 * clip / (np.max(np.abs(clip)) + 1e-9)
-            # written under a temporary name and renamed, so a killed run never leaves half a clip
-            handle, temporary = tempfile.mkstemp(dir=directory, suffix=".wav.tmp")
-            os.close(handle)
-            sf.write(temporary, clip.astype(np.float32), SR, subtype="PCM_16", format="WAV")
-            os.replace(temporary, path)
+            buffer = io.BytesIO()
+            sf.write(buffer, clip.astype(np.float32), SR, subtype="PCM_16", format="WAV")
+            write_atomic(path, buffer.getvalue())
         paths[name] = path
     return paths
