@@ -62,5 +62,9 @@ lint: install
 
 quality: lint
 
+# Speed of the shared cores, each against a same-run baseline.
+bench: install
+	$(OFFLINE) $(PY) bench/metrics_speed.py
+
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache
