@@ -41,12 +41,13 @@ def _args(tmp_path, url, **overrides):
 def test_sdk_path_survives_injected_faults_and_never_pays_twice(tmp_path, espeak, monkeypatch):
     monkeypatch.setenv("ELEVENLABS_API_KEY", KEY)
     faults = ["429", "500", "503", "slow", "empty", "corrupt", "silent"]
-    app = create_app(espeak, FaultPlan(queue=faults, slow_s=2.5))
+    app = create_app(espeak, FaultPlan(queue=faults, slow_s=6.0))
     stats = app.state.stats
     with serve_in_thread(app) as url:
-        args = _args(tmp_path, url, dry_run=True)
+        # a timeout well above a normal answer on a busy machine, well below the injected slow one
+        args = _args(tmp_path, url, dry_run=True, request_timeout_s=3.0, max_attempts=10)
         summary = pipeline.run(args)
-        assert sum(summary.clips.values()) == 12 and not summary.failures
+        assert sum(summary.clips.values()) == 12 and not summary.failures, summary.failures
         assert stats.requests == 12 + len(faults) and sum(stats.faults.values()) == len(faults)
         assert len(stats.served_texts) == 12 and set(stats.served_texts.values()) == {1}
         rerun = pipeline.run(args)

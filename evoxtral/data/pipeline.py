@@ -228,13 +228,9 @@ def make_backend(args: DataGenArguments, cache_dir: Path) -> SpeechBackend:
         from evoxtral.data.elevenlabs_backend import ElevenLabsBackend
 
         return ElevenLabsBackend(
-            args.voices,
-            model_id=args.elevenlabs_model,
-            output_format=args.output_format,
-            base_url=args.elevenlabs_base_url,
-            concurrency=args.concurrency,
-            timeout_s=args.request_timeout_s,
-        )
+            args.voices, model_id=args.elevenlabs_model, output_format=args.output_format,
+            base_url=args.elevenlabs_base_url, concurrency=args.concurrency, timeout_s=args.request_timeout_s,
+        )  # fmt: skip
     raise ValueError(f"backend {args.backend!r}: use espeak or elevenlabs")
 
 
