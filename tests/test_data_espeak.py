@@ -91,3 +91,16 @@ def test_render_overrides_are_checked():
 
 def test_readme_documents_the_rendering_table():
     assert rendering_table() in README.read_text(encoding="utf-8")
+
+
+def test_same_script_gives_the_same_audio_on_a_busy_machine(backend):
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = (
+        "[excited] Our team grew by a HUNDRED people this year. [stammers] Let me walk you through the next steps. "
+        "[whispers] If there are no questions, I'll move on [sighs] to the [clears throat] budget. [angry] This "
+        "is the result we are most [laughs] proud of."
+    )
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(lambda _: backend.synthesize(SynthesisRequest(text, "en+m1")), range(8)))
+    assert len(set(outputs)) == 1

@@ -219,10 +219,14 @@ def espeak_executable() -> str:
 
 
 def run_espeak(ssml: str, voice: str, timeout_s: float = 60.0) -> bytes:
-    """One espeak-ng call: SSML in, WAV bytes out."""
-    command = [espeak_executable(), "-m", "-v", voice, "--stdout"]
+    """One espeak-ng call: SSML in, WAV bytes out.
+
+    The SSML goes on the command line, not stdin: espeak-ng starts speaking whatever part of a piped input has
+    arrived, so on a busy machine the same script could come out cut differently.
+    """
+    command = [espeak_executable(), "-m", "-v", voice, "--stdout", ssml]
     try:
-        result = subprocess.run(command, input=ssml.encode("utf-8"), capture_output=True, timeout=timeout_s)
+        result = subprocess.run(command, capture_output=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as error:
         raise SynthesisError(f"espeak-ng timed out after {timeout_s:.0f} s") from error
     message = result.stderr.decode("utf-8", "replace").strip()
