@@ -26,12 +26,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from evoxtral import __version__
 from evoxtral.audio import AudioDecodeError, load_audio
 from evoxtral.serving.batching import DecodingOptions, MicroBatcher, QueueFull, Transcriber
-from evoxtral.serving.errors import APIError, error_response, install_error_handlers
+from evoxtral.serving.errors import APIError, error_response, install_error_handlers, upload_too_large_message
 from evoxtral.serving.results import (
     RESPONSE_FORMATS,
     TimedText,
@@ -68,6 +69,38 @@ class BearerAuthMiddleware:
             response = error_response(401, message, headers={"WWW-Authenticate": "Bearer"})
             return await response(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+class UploadSizeLimitMiddleware:
+    """Refuses a request body over ``max_body_size`` while it streams in, before it is stored anywhere.
+
+    A declared Content-Length over the limit is refused before reading; otherwise bytes are counted as they
+    arrive and the read fails at the first chunk past the limit. (Starlette's own limiter answers in plain text,
+    which OpenAI clients cannot read as an error; this one answers in the API's JSON error format.)
+    """
+
+    def __init__(self, app: ASGIApp, max_body_size: int):
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_size:
+            response = error_response(413, upload_too_large_message(self.max_body_size))
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_size:
+                raise HTTPException(413)
+            return message
+
+        return await self.app(scope, counting_receive, send)
 
 
 class QueuedRoute(APIRoute):
@@ -294,11 +327,11 @@ def create_app(
             'CAPITALISED emphasis. Errors are JSON: {"error": {"message", "type", "param", "code"}}.'
         ),
         lifespan=lifespan,
-        max_body_size=settings.max_upload_bytes,
     )
     app.state.settings = settings
     install_error_handlers(app)
-    if settings.api_key:
+    app.add_middleware(UploadSizeLimitMiddleware, max_body_size=settings.max_upload_bytes)
+    if settings.api_key:  # added last, so it runs first: nothing of an unauthenticated request is read
         app.add_middleware(BearerAuthMiddleware, api_key=settings.api_key)
     app.openapi = _openapi_with_bearer(app)
 

@@ -27,6 +27,7 @@ ERROR_TYPES = {
     503: "overloaded_error",
 }
 ERROR_CODES = {
+    400: "invalid_request",
     401: "invalid_api_key",
     404: "not_found",
     405: "method_not_allowed",
@@ -59,6 +60,10 @@ def error_response(status: int, message: str, code: str | None = None, param: st
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def upload_too_large_message(max_bytes: int) -> str:
+    return f"The upload is larger than this server accepts ({max_bytes / 1024 / 1024:g} MB)."
+
+
 def _field_name(location: tuple) -> str | None:
     names = [str(part) for part in location if part not in ("body", "query", "path", "header")]
     return ".".join(names) or None
@@ -86,8 +91,7 @@ async def _validation_error(request: Request, error: RequestValidationError):
 
 async def _http_error(request: Request, error: HTTPException):
     if error.status_code == 413:
-        limit = request.app.state.settings.max_upload_mb
-        message = f"The upload is larger than this server accepts ({limit:g} MB)."
+        message = upload_too_large_message(request.app.state.settings.max_upload_bytes)
     elif error.status_code == 404:
         message = f"No route {request.method} {request.url.path}. See /docs for the API."
     else:
