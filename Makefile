@@ -65,5 +65,9 @@ quality: lint
 serve: install
 	$(OFFLINE) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
 
+# Speed of the shared cores, each against a same-run baseline.
+bench: install
+	$(OFFLINE) $(PY) bench/metrics_speed.py
+
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

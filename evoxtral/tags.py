@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 EMOTION = "emotion"
 REACTION = "reaction"  # non-verbal sounds the speaker makes
@@ -136,6 +137,7 @@ class CanonicalTag:
     modifier: str = ""  # the rest of a compound tag: "nervously" in [laughs nervously]
 
 
+@lru_cache(maxsize=8192)  # transcripts repeat a few dozen tag spellings; scoring a corpus looks them up often
 def canonical_tag(raw: str) -> CanonicalTag:
     """Resolve a tag's inner text to the vocabulary (aliases and compound tags included)."""
     name = normalize_tag_name(raw)
@@ -170,7 +172,8 @@ def extract_tags(text: str) -> list[TagSpan]:
     words_before = 0
     cursor = 0
     for match in TAG_PATTERN.finditer(text or ""):
-        words_before += len(_plain_words(text[cursor : match.start()]))
+        # no well-formed tag lies between two consecutive matches, so splitting counts its tag-free words
+        words_before += len(text[cursor : match.start()].split())
         cursor = match.end()
         tag = canonical_tag(match.group(1))
         if not tag.name:  # "[]" and "[  ]" carry nothing
@@ -223,13 +226,9 @@ def strip_tags(text: str) -> str:
     return _SPACES.sub(" ", TAG_PATTERN.sub(" ", text or "")).strip()
 
 
-def _plain_words(text: str) -> list[str]:
-    return strip_tags(text).split()
-
-
 def is_emphasis_word(word: str) -> bool:
     """A word of 2+ letters, all capitals, that is not a common acronym."""
-    if len(word.replace("'", "").replace("’", "")) < 2 or not word.isupper():
+    if not word.isupper() or len(word.replace("'", "").replace("’", "")) < 2:
         return False
     return word not in ACRONYMS
 

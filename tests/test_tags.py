@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from evoxtral import tags
@@ -95,3 +97,12 @@ def test_tags_in_category():
     assert "pause" in tags.tags_in_category(tags.PAUSE)
     with pytest.raises(ValueError):
         tags.tags_in_category("nope")
+
+
+def test_word_index_counts_the_tag_free_words_before_each_tag():
+    rng = random.Random(5)
+    pieces = ["so", "I", "wor", "d", "[laughs]", "[sighs]", "[", "]", "[b c", "...", " ", "\t"]
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(0, 12)))
+        for span in tags.extract_tags(text):
+            assert span.word_index == len(tags.strip_tags(text[: span.start]).split()), text
