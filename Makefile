@@ -65,6 +65,10 @@ quality: lint
 serve: install
 	$(OFFLINE) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
 
+# Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
+eval: install
+	$(OFFLINE) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
+
 # Speed of the shared cores, each against a same-run baseline.
 bench: install
 	$(OFFLINE) $(PY) bench/metrics_speed.py
