@@ -25,14 +25,12 @@ from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import TypeAdapter, ValidationError
-from pydantic_extra_types.language_code import LanguageAlpha2
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from evoxtral import __version__
-from evoxtral.audio import AudioDecodeError, load_audio
+from evoxtral.audio import AudioDecodeError, AudioTooLong, UnsupportedAudioFormat, load_audio
 from evoxtral.serving.batching import DecodingOptions, MicroBatcher, QueueFull, Transcriber
 from evoxtral.serving.errors import APIError, error_response, install_error_handlers, upload_too_large_message
 from evoxtral.serving.results import (
@@ -45,13 +43,12 @@ from evoxtral.serving.results import (
     vtt,
 )
 from evoxtral.serving.segmentation import SAMPLING_RATE, SpeechSegmenter, is_silent
-from evoxtral.serving.settings import ServeSettings
+from evoxtral.serving.settings import ServeSettings, language_code
 
 logger = logging.getLogger("evoxtral.serving")
 
 # Paths anyone may read even when an API key is configured: liveness and the API's own documentation.
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-_LANGUAGE_CODE = TypeAdapter(LanguageAlpha2)
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
@@ -131,8 +128,9 @@ def load_model_transcriber(settings: ServeSettings) -> Transcriber:
     from evoxtral.inference import transcribe
     from evoxtral.modeling import load_model_and_processor
 
-    options = {key: value for key, value in (("dtype", settings.dtype), ("device", settings.device)) if value}
-    model, processor = load_model_and_processor(settings.model, adapter=settings.adapter, **options)
+    model, processor = load_model_and_processor(
+        settings.model, adapter=settings.adapter, dtype=settings.dtype, device=settings.device
+    )
 
     def transcribe_clips(clips: Sequence[np.ndarray], decoding: DecodingOptions) -> list[str]:
         sampling = {"do_sample": True, "temperature": decoding.temperature} if decoding.temperature > 0 else {}
@@ -143,6 +141,7 @@ def load_model_transcriber(settings: ServeSettings) -> Transcriber:
             batch_size=len(clips),
             max_new_tokens=settings.max_new_tokens,
             language=decoding.language,
+            progress=False,
             **sampling,
         )
 
@@ -160,17 +159,13 @@ def include_routers(app: FastAPI, specs: Sequence[str | APIRouter]) -> None:
         logger.info("mounted router %s", spec)
 
 
-def _validated_language(language: str | None) -> str | None:
-    """An ISO 639-1 code checked by the validator Voxtral's tokenizer applies (mistral-common's LanguageAlpha2),
-    so a code the model would reject is a 400 here rather than a failure inside the batch."""
+def _request_language(language: str | None, default: str | None) -> str | None:
     if language is None or not language.strip():
-        return None
+        return default
     try:
-        return str(_LANGUAGE_CODE.validate_python(language.strip()))
-    except ValidationError as error:
-        raise APIError(
-            400, "invalid_language", f"language must be an ISO 639-1 code such as 'en', got {language!r}.", "language"
-        ) from error
+        return language_code(language)
+    except ValueError as error:
+        raise APIError(400, "invalid_language", f"{error}.", "language") from error
 
 
 async def _save_upload(upload: UploadFile, directory: Path) -> Path:
@@ -183,17 +178,21 @@ async def _save_upload(upload: UploadFile, directory: Path) -> Path:
     return Path(handle.name)
 
 
-def _decode_checked(path: Path, settings: ServeSettings) -> np.ndarray:
+def _decode_checked(path: Path, client_name: str, settings: ServeSettings) -> np.ndarray:
     if path.stat().st_size == 0:
         raise APIError(400, "empty_file", "The uploaded file is empty.", "file")
     try:
-        audio = load_audio(str(path), sampling_rate=SAMPLING_RATE)
+        audio = load_audio(path, sampling_rate=SAMPLING_RATE, max_seconds=settings.max_duration_s)
     except AudioDecodeError as error:
-        raise APIError(400, "invalid_audio", f"The file could not be decoded as audio: {error}", "file") from error
+        # The decoder names the file it read: show the client its own file name, not the server's temporary path.
+        message = str(error).replace(str(path), repr(client_name))
+        if isinstance(error, UnsupportedAudioFormat):
+            raise APIError(415, "unsupported_format", message, "file") from error
+        if isinstance(error, AudioTooLong):
+            raise APIError(400, "audio_too_long", message, "file") from error
+        raise APIError(400, "invalid_audio", f"The file could not be decoded as audio: {message}", "file") from error
     duration = audio.size / SAMPLING_RATE
-    if audio.size == 0:
-        raise APIError(400, "empty_audio", "The audio has no samples (zero length).", "file")
-    if duration > settings.max_duration_s:
+    if duration > settings.max_duration_s:  # a header that understated the length
         raise APIError(
             400,
             "audio_too_long",
@@ -210,7 +209,7 @@ async def _transcribe_upload(request: Request, upload: UploadFile, options: Deco
     state = request.app.state
     path = await _save_upload(upload, state.upload_dir)
     try:
-        audio = await run_in_threadpool(_decode_checked, path, state.settings)
+        audio = await run_in_threadpool(_decode_checked, path, upload.filename or "upload", state.settings)
     finally:
         path.unlink(missing_ok=True)
     segments = await run_in_threadpool(state.segmenter, audio)
@@ -227,9 +226,9 @@ def _build_routes(settings: ServeSettings) -> APIRouter:
     async def transcribe_native(
         request: Request,
         file: Annotated[UploadFile, File(description="audio: wav, flac, ogg or mp3, any rate and channel count")],
-        language: Annotated[str | None, Form(description="ISO 639-1 code; omitted: detected by the model")] = None,
+        language: Annotated[str | None, Form(description="ISO 639-1 code; omitted: the server's --language")] = None,
     ) -> dict:
-        language = _validated_language(language)
+        language = _request_language(language, settings.default_language)
         segments, duration = await _transcribe_upload(request, file, DecodingOptions(language=language))
         return native_result(segments, duration, language, model_name)
 
@@ -242,7 +241,7 @@ def _build_routes(settings: ServeSettings) -> APIRouter:
         request: Request,
         file: Annotated[UploadFile, File(description="audio: wav, flac, ogg or mp3, any rate and channel count")],
         model: Annotated[str | None, Form(description="accepted for compatibility; the loaded model answers")] = None,
-        language: Annotated[str | None, Form(description="ISO 639-1 code; omitted: detected by the model")] = None,
+        language: Annotated[str | None, Form(description="ISO 639-1 code; omitted: the server's --language")] = None,
         prompt: Annotated[
             str | None, Form(description="accepted for compatibility; Voxtral's transcription mode takes no prompt")
         ] = None,
@@ -251,7 +250,7 @@ def _build_routes(settings: ServeSettings) -> APIRouter:
         timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
         stream: Annotated[bool, Form(description="streaming is not supported")] = False,
     ) -> Response | dict:
-        language = _validated_language(language)
+        language = _request_language(language, settings.default_language)
         if stream:
             raise APIError(400, "unsupported_value", "Streaming transcription is not supported.", "stream")
         if timestamp_granularities and set(timestamp_granularities) - {"segment"}:

@@ -6,15 +6,33 @@ import argparse
 import os
 from dataclasses import dataclass, field, fields
 
+from pydantic import TypeAdapter, ValidationError
+from pydantic_extra_types.language_code import LanguageAlpha2
+
 ENV_PREFIX = "EVOXTRAL_"
 # The API key is read from the environment only: a command-line flag would show it in `ps` and shell history.
 API_KEY_ENV = "EVOXTRAL_API_KEY"
 
+# The validator Voxtral's tokenizer applies (mistral-common's TranscriptionRequest), so a code the model would
+# reject is refused up front instead of failing a whole batch.
+_LANGUAGE_CODE = TypeAdapter(LanguageAlpha2)
+
+
+def language_code(value: str) -> str:
+    """A lowercase ISO 639-1 code, or ValueError."""
+    try:
+        return str(_LANGUAGE_CODE.validate_python(value.strip()))
+    except ValidationError as error:
+        raise ValueError(f"language must be an ISO 639-1 code such as 'en', got {value!r}") from error
+
+
 HELP = {
     "model": "base model name or folder, or a merged model folder",
     "adapter": "LoRA adapter folder applied on top of --model",
-    "device": "torch device (default: cuda when available, else cpu)",
-    "dtype": "torch dtype name, e.g. bfloat16 (default: the loader's)",
+    "device": "torch device; auto: cuda when available, else cpu",
+    "dtype": "torch dtype name (bfloat16, float32 ...); auto: the checkpoint's",
+    "language": "ISO 639-1 code assumed when a request names none (the prompt the model was trained with); "
+    "auto: the model detects it",
     "host": "interface to bind; loopback unless you mean to expose it",
     "port": "TCP port",
     "max_upload_mb": "largest accepted request body, in MB",
@@ -35,8 +53,9 @@ HELP = {
 class ServeSettings:
     model: str = "evoxtral-tiny"
     adapter: str | None = None
-    device: str | None = None
-    dtype: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    language: str = "en"
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: float = 25.0
@@ -61,8 +80,14 @@ class ServeSettings:
             raise ValueError("max_segment_s is at most 30: Voxtral reads audio in 30 s chunks")
         if self.merge_gap_s < 0 or self.max_wait_ms < 0:
             raise ValueError("merge_gap_s and max_wait_ms cannot be negative")
+        if self.language != "auto":
+            self.language = language_code(self.language)
         if not 0 < self.vad_threshold < 1:
             raise ValueError(f"vad_threshold must be in (0, 1), got {self.vad_threshold}")
+
+    @property
+    def default_language(self) -> str | None:
+        return None if self.language == "auto" else self.language
 
     @property
     def max_upload_bytes(self) -> int:
