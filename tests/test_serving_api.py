@@ -23,6 +23,7 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from evoxtral.serving import ServeSettings, create_app
+from evoxtral.serving.transcriber import model_transcriber
 
 # Two phrases spoken by espeak-ng ("Hello there, I was thinking we could try that new place downtown." and
 # "That sounds wonderful."), 1.6 s apart: 7.47 s, 22.05 kHz mono Ogg Vorbis.
@@ -355,10 +356,8 @@ def test_full_queue_answers_503_with_retry_after_and_recovers(speech_wav):
 
 
 @pytest.fixture(scope="module")
-def tiny_transcriber(tiny_model_dir):
-    from evoxtral.serving.app import load_model_transcriber
-
-    return load_model_transcriber(ServeSettings(max_new_tokens=6))
+def tiny_transcriber(tiny_model_and_processor):
+    return model_transcriber(*tiny_model_and_processor, max_new_tokens=6)
 
 
 def test_the_app_loads_the_tiny_model_at_start_up_and_transcribes(tiny_model_dir, speech_wav):

@@ -6,10 +6,11 @@ import threading
 import numpy as np
 import pytest
 
-from evoxtral.serving.batching import DecodingOptions, MicroBatcher, QueueFull
+from evoxtral.serving.batching import MicroBatcher, QueueFull
 from evoxtral.serving.results import TimedText, native_result, srt, verbose_json_result, vtt
 from evoxtral.serving.segmentation import SAMPLING_RATE, Segment, is_silent, merge_speech_runs
 from evoxtral.serving.settings import ServeSettings, settings_from_cli
+from evoxtral.serving.transcriber import DecodingOptions
 
 
 def seconds(start, end):

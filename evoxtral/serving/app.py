@@ -9,6 +9,7 @@ speech segments by silero-vad, and the segments join the shared micro-batching q
 
 from __future__ import annotations
 
+import copy
 import hmac
 import importlib
 import logging
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+import uvicorn
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
@@ -31,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from evoxtral import __version__
 from evoxtral.audio import AudioDecodeError, AudioTooLong, UnsupportedAudioFormat, load_audio
-from evoxtral.serving.batching import DecodingOptions, MicroBatcher, QueueFull, Transcriber
+from evoxtral.serving.batching import MicroBatcher, QueueFull
 from evoxtral.serving.errors import APIError, error_response, install_error_handlers, upload_too_large_message
 from evoxtral.serving.results import (
     RESPONSE_FORMATS,
@@ -44,6 +46,7 @@ from evoxtral.serving.results import (
 )
 from evoxtral.serving.segmentation import SAMPLING_RATE, SpeechSegmenter, is_silent
 from evoxtral.serving.settings import ServeSettings, language_code
+from evoxtral.serving.transcriber import DecodingOptions, Transcriber, load_model_transcriber
 
 logger = logging.getLogger("evoxtral.serving")
 
@@ -123,29 +126,11 @@ class QueuedRoute(APIRoute):
         return queued_handler
 
 
-def load_model_transcriber(settings: ServeSettings) -> Transcriber:
-    """The model (base + adapter, or a merged folder) loaded once, wrapped as a Transcriber."""
-    from evoxtral.inference import transcribe
-    from evoxtral.modeling import load_model_and_processor
-
-    model, processor = load_model_and_processor(
-        settings.model, adapter=settings.adapter, dtype=settings.dtype, device=settings.device
-    )
-
-    def transcribe_clips(clips: Sequence[np.ndarray], decoding: DecodingOptions) -> list[str]:
-        sampling = {"do_sample": True, "temperature": decoding.temperature} if decoding.temperature > 0 else {}
-        return transcribe(
-            model,
-            processor,
-            list(clips),
-            batch_size=len(clips),
-            max_new_tokens=settings.max_new_tokens,
-            language=decoding.language,
-            progress=False,
-            **sampling,
-        )
-
-    return transcribe_clips
+def uvicorn_log_config(level: str) -> dict:
+    """uvicorn's logging setup with this package's logger added, so start-up and error lines share its format."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["evoxtral"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def include_routers(app: FastAPI, specs: Sequence[str | APIRouter]) -> None:
@@ -309,6 +294,12 @@ def create_app(
             await batcher.start()
             app.state.batcher = batcher
             app.state.upload_dir = upload_dir
+            if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+                logger.warning(
+                    "listening on %s without an API key: anyone who can reach this port can use the model "
+                    "(set EVOXTRAL_API_KEY)",
+                    settings.host,
+                )
             logger.info(
                 "ready: model %s, API key %s, uploads up to %g MB in %s",
                 settings.model,

@@ -13,24 +13,16 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
+from evoxtral.serving.transcriber import DecodingOptions, Transcriber
+
 logger = logging.getLogger("evoxtral.serving")
-
-
-@dataclass(frozen=True)
-class DecodingOptions:
-    language: str | None = None  # ISO 639-1 code; None lets the model detect it
-    temperature: float = 0.0  # 0 decodes greedily
-
-
-# A transcriber turns a batch of 16 kHz mono clips into one transcript per clip.
-Transcriber = Callable[[Sequence[np.ndarray], DecodingOptions], list[str]]
 
 
 class QueueFull(Exception):
