@@ -133,6 +133,18 @@ def test_common_formats_rates_and_channel_counts_are_read(client, speech, fmt, s
     assert len(result["segments"]) == 2
 
 
+def test_audio_without_speech_is_answered_with_no_segments(client):
+    from conftest import tone
+
+    response = client.post(TRANSCRIPTIONS, files={"file": ("beep.wav", encode(tone(3.0, 440.0), 16000))})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text": ""}
+    assert (
+        client.post("/transcribe", files={"file": ("beep.wav", encode(tone(3.0, 440.0), 16000))}).json()["segments"]
+        == []
+    )
+
+
 @pytest.mark.parametrize("response_format", ["json", "text", "srt", "vtt", "verbose_json"])
 def test_openai_route_answers_every_response_format(client, speech_wav, response_format):
     response = client.post(
@@ -181,6 +193,17 @@ def test_optional_routers_are_mounted_and_share_the_api_key(speech_wav):
     with TestClient(create_app(settings, transcriber=scripted_transcriber, routers=[router])) as test_client:
         assert_error(test_client.get("/extra"), 401)
         assert test_client.get("/extra", headers={"Authorization": "Bearer k"}).json() == {"mounted": True}
+
+
+def test_routers_named_in_settings_are_imported_and_mounted(tmp_path, monkeypatch):
+    (tmp_path / "extra_routes.py").write_text(
+        "from fastapi import APIRouter\nrouter = APIRouter()\n\n"
+        "@router.get('/fer/ping')\nasync def ping():\n    return {'pong': True}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = ServeSettings.from_env({"EVOXTRAL_ROUTERS": "extra_routes:router"})
+    with TestClient(create_app(settings, transcriber=scripted_transcriber)) as test_client:
+        assert test_client.get("/fer/ping").json() == {"pong": True}
 
 
 # --- Bad input: always a 4xx with a JSON error, and the server keeps serving -----------------------------------

@@ -13,6 +13,7 @@ import copy
 import hmac
 import importlib
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import uvicorn
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse, Response
@@ -144,6 +146,12 @@ def include_routers(app: FastAPI, specs: Sequence[str | APIRouter]) -> None:
         logger.info("mounted router %s", spec)
 
 
+def served_name(model: str | None) -> str | None:
+    """A model as clients see it: a hub id or built-in name as is, a local folder by its name only (no server
+    paths in answers)."""
+    return Path(model).name if model and Path(model).exists() else model
+
+
 def _request_language(language: str | None, default: str | None) -> str | None:
     if language is None or not language.strip():
         return default
@@ -194,10 +202,12 @@ async def _transcribe_upload(request: Request, upload: UploadFile, options: Deco
     state = request.app.state
     path = await _save_upload(upload, state.upload_dir)
     try:
-        audio = await run_in_threadpool(_decode_checked, path, upload.filename or "upload", state.settings)
+        audio = await to_thread.run_sync(
+            _decode_checked, path, upload.filename or "upload", state.settings, limiter=state.cpu_limiter
+        )
     finally:
         path.unlink(missing_ok=True)
-    segments = await run_in_threadpool(state.segmenter, audio)
+    segments = await to_thread.run_sync(state.segmenter, audio, limiter=state.cpu_limiter)
     texts = await state.batcher.transcribe([audio[segment.start : segment.end] for segment in segments], options)
     timed = [TimedText(segment.start_s, segment.end_s, text) for segment, text in zip(segments, texts)]
     return timed, audio.size / SAMPLING_RATE
@@ -205,7 +215,6 @@ async def _transcribe_upload(request: Request, upload: UploadFile, options: Deco
 
 def _build_routes(settings: ServeSettings) -> APIRouter:
     router = APIRouter(route_class=QueuedRoute)
-    model_name = Path(settings.model).name if Path(settings.model).exists() else settings.model
 
     @router.post("/transcribe", summary="Tagged transcript with plain text, tags, timed segments and emotions")
     async def transcribe_native(
@@ -215,7 +224,7 @@ def _build_routes(settings: ServeSettings) -> APIRouter:
     ) -> dict:
         language = _request_language(language, settings.default_language)
         segments, duration = await _transcribe_upload(request, file, DecodingOptions(language=language))
-        return native_result(segments, duration, language, model_name)
+        return native_result(segments, duration, language, served_name(settings.model))
 
     @router.post(
         "/v1/audio/transcriptions",
@@ -289,6 +298,8 @@ def create_app(
             if transcriber is None:
                 logger.info("loading model %s (adapter: %s)", settings.model, settings.adapter or "none")
             model_transcriber = transcriber or await run_in_threadpool(load_model_transcriber, settings)
+            # Decoding and VAD are CPU-bound: more threads than cores only multiply the decoded audio held in memory.
+            app.state.cpu_limiter = CapacityLimiter(os.cpu_count() or 1)
             app.state.segmenter = SpeechSegmenter(settings.max_segment_s, settings.merge_gap_s, settings.vad_threshold)
             batcher = MicroBatcher(model_transcriber, settings.max_batch, settings.max_wait_ms, settings.max_queue)
             await batcher.start()
@@ -334,8 +345,8 @@ def create_app(
         batcher: MicroBatcher = request.app.state.batcher
         return {
             "status": "ok",
-            "model": settings.model,
-            "adapter": settings.adapter,
+            "model": served_name(settings.model),
+            "adapter": served_name(settings.adapter),
             "active_requests": batcher.active_requests,
             "max_queue": batcher.max_queue,
             "queued_segments": batcher.queued_segments,
