@@ -53,6 +53,10 @@ tiny-model: install
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests
 
+# Offline by default (espeak-ng); DATA_CONFIG=data_gen/configs/evoxtral.yaml uses ElevenLabs v3 (ELEVENLABS_API_KEY).
+data: install
+	$(OFFLINE) $(PY) data_gen/generate.py --config $(DATA_CONFIG)
+
 slow_test: install
 	$(OFFLINE) $(PY) -m pytest -q -m slow tests
 
