@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from evoxtral.serving.results import TimedText, native_result, srt, verbose_json
 from evoxtral.serving.segmentation import SAMPLING_RATE, Segment, is_silent, merge_speech_runs
 from evoxtral.serving.settings import ServeSettings, settings_from_cli
 from evoxtral.serving.transcriber import DecodingOptions
+from evoxtral.tags import segment_emotion
 
 
 def seconds(start, end):
@@ -69,8 +71,9 @@ def test_native_result_has_plain_text_tags_and_segment_emotions():
     assert result["text"] == "[nervous] So... I was THINKING x < y & [laughs]"
     assert result["plain_text"] == "So... I was thinking x < y &"
     assert [tag["name"] for tag in result["tags"]] == ["nervous", "laughs"]
-    assert result["segments"][0]["emotion"]["emotion"] == "fear"
-    assert result["segments"][1]["emotion"]["emotion"] == "joy"
+    assert result["segments"][0]["emotion"] == asdict(segment_emotion("[nervous]"))
+    assert result["segments"][1]["emotion"] == asdict(segment_emotion("[laughs]"))
+    assert result["emotion"] == asdict(segment_emotion("[nervous] [laughs]"))
     assert result["segments"][1]["tags"] == ["laughs"]
 
 
