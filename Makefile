@@ -15,6 +15,10 @@ RECIPE ?= recipes/tiny/sft.yaml
 RAFT_RECIPE ?= recipes/tiny/raft.yaml
 EVAL_RECIPE ?= recipes/tiny/eval.yaml
 DATA_CONFIG ?= data_gen/configs/tiny.yaml
+# make serve: base model (or merged model folder), optional LoRA adapter folder, port on 127.0.0.1
+MODEL ?= evoxtral-tiny
+ADAPTER ?=
+PORT ?= 8000
 
 .PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
 
@@ -70,6 +74,9 @@ sft: install
 	@if [ "$(RECIPE)" = "recipes/tiny/sft.yaml" ] && [ ! -d $(OUT)/data/tiny/dataset ]; then $(MAKE) data; fi
 	$(if $(filter recipes/tiny/%,$(RECIPE)),$(OFFLINE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
 		recipes/sft.py --config $(RECIPE)
+
+serve: install
+	$(OFFLINE) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
 
 # Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
 eval: install
