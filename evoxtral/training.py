@@ -10,7 +10,6 @@ encoder's attention, adding 15.7M trainable parameters; that option reproduces i
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import math
@@ -434,34 +433,31 @@ def key_settings(
     sft_args: VoxtralSFTArguments,
 ) -> dict[str, Any]:
     """The resolved settings a reader of the model card needs, whatever the recipe left at its defaults."""
-    settings = {
+    scheduler = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    if model_args.use_peft:
+        targets = model_args.lora_target_modules or LANGUAGE_MODEL_LORA_TARGETS
+        parts = [f"language model {'/'.join(targets)}", "projector linear_1/linear_2"]
+        if sft_args.lora_on_audio_encoder:
+            parts.append(f"audio encoder {'/'.join(AUDIO_ENCODER_LORA_TARGETS)}")
+        method = f"LoRA r {model_args.lora_r}, alpha {model_args.lora_alpha}, dropout {model_args.lora_dropout} on "
+        method += ", ".join(parts)
+        if model_args.lora_modules_to_save:
+            method += f"; trained in full: {', '.join(model_args.lora_modules_to_save)}"
+    else:
+        method = "full fine-tuning" + (", audio encoder frozen" if sft_args.freeze_audio_encoder else "")
+    return {
         "base model": model_args.model_name_or_path,
         "dataset": script_args.dataset_name or "mixture",
-        "fine-tuning": "LoRA"
-        if model_args.use_peft
-        else "full" + (" (encoder frozen)" * sft_args.freeze_audio_encoder),
-        "learning rate": f"{training_args.learning_rate:g} ({_value(training_args.lr_scheduler_type)}, "
-        f"warmup {training_args.warmup_steps} steps)",
-        "batch": f"{training_args.per_device_train_batch_size} per device x {training_args.gradient_accumulation_steps}"
-        f" accumulation x {training_args.world_size} devices",
+        "method": method,
+        "learning rate": f"{training_args.learning_rate:g}, {scheduler}, warmup {training_args.warmup_steps} steps",
+        "batch": f"{training_args.per_device_train_batch_size} per device x "
+        f"{training_args.gradient_accumulation_steps} accumulation x {training_args.world_size} devices",
         "length": f"{training_args.max_steps} steps"
         if training_args.max_steps > 0
         else f"{training_args.num_train_epochs:g} epochs",
         "NEFTune alpha": training_args.neftune_noise_alpha,
         "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
     }
-    if model_args.use_peft:
-        settings["LoRA"] = (
-            f"r {model_args.lora_r}, alpha {model_args.lora_alpha}, dropout {model_args.lora_dropout}, on "
-            f"{', '.join(model_args.lora_target_modules or LANGUAGE_MODEL_LORA_TARGETS)} + projector "
-            f"{' + encoder q/k/v' if sft_args.lora_on_audio_encoder else ''}"
-            f"{'; also trained: ' + ', '.join(model_args.lora_modules_to_save) if model_args.lora_modules_to_save else ''}"
-        )
-    return settings
-
-
-def _value(setting: Any) -> Any:
-    return setting.value if isinstance(setting, enum.Enum) else setting
 
 
 def write_model_card(

@@ -220,6 +220,8 @@ def test_model_card_carries_the_bench_table_and_the_recipe(trained_run):
     card = (output_dir / "README.md").read_text()
     assert "library_name: peft" in card and "## Evoxtral-Bench" in card and "| tag_f1 |" in card
     assert "model_name_or_path: evoxtral-tiny" in card and "# command-line overrides: " in card
+    assert "| method | LoRA r 16, alpha 32, dropout 0.0 on language model q_proj/" in card
+    assert "projector linear_1/linear_2; trained in full: lm_head |" in card and "audio encoder" not in card
     recipe = (output_dir / "recipe.yaml").read_text()
     assert recipe.startswith(TINY_RECIPE.read_text()) and "--max_steps 16" in recipe.splitlines()[-1]
     assert recipe_from_argv(["--config", str(TINY_RECIPE), "--max_steps", "16"]).endswith(
