@@ -19,6 +19,7 @@ distribution, the threshold and the kept count of every round.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -27,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
+from peft import PeftModel
+from transformers import set_seed
+from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
+from evoxtral.processing import write_tokenizer_config
 from evoxtral.rewards import (
     DEFAULT_DROP_FRACTION,
     DEFAULT_REWARD_NAMES,
@@ -37,6 +43,7 @@ from evoxtral.rewards import (
     reward_components,
     select_best_of_k,
 )
+from evoxtral.training import VoxtralSFTArguments
 
 logger = logging.getLogger(__name__)
 
@@ -48,27 +55,25 @@ REWARD_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 @dataclass
 class RaftArguments:
-    """RAFT's own options (``recipes/raft.py`` also takes TRL's SFTConfig for the fine-tuning step)."""
+    """RAFT's own options. ``recipes/raft.py`` also parses the SFT recipe's model (TRL ModelConfig), training
+    (SFTConfig) and audio (VoxtralSFTArguments) options, so one YAML reads like the SFT recipe's."""
 
-    model_name_or_path: str = field(
-        default="evoxtral-tiny", metadata={"help": "base model: hub id, folder, or built-in name"}
-    )
     adapter: str | None = field(
-        default="outputs/tiny/sft", metadata={"help": "the SFT LoRA adapter that round 1 samples from and continues"}
+        default=None,
+        metadata={"help": "the SFT LoRA adapter on model_name_or_path that round 1 samples from and continues"},
     )
-    dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16 or float32"})
     dataset: str = field(default="outputs/data/tiny/dataset", metadata={"help": "save_to_disk folder or hub id"})
-    split: str = "train"
-    text_column: str = "tagged_text"
-    audio_column: str = "audio"
-    id_column: str = "id"
+    split: str = field(default="train", metadata={"help": "the clips that are sampled and trained on"})
+    eval_split: str = field(
+        default="validation", metadata={"help": "evaluated during training when eval_strategy is not 'no'"}
+    )
+    id_column: str = field(default="id", metadata={"help": "clip ids (row positions when the column is absent)"})
     rounds: int = field(default=1, metadata={"help": "sample -> select -> train, repeated; round r continues r-1"})
     samples_per_input: int = field(default=4, metadata={"help": "k: transcripts sampled per training clip"})
     temperature: float = 0.7
     top_p: float = 0.9
     max_new_tokens: int = 512
     sampling_batch_size: int = field(default=8, metadata={"help": "clips per generate call (each gives k rows)"})
-    max_inputs: int | None = field(default=None, metadata={"help": "first N training clips (smoke runs)"})
     reward_funcs: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARD_NAMES),
         metadata={"help": f"rewards by name from evoxtral.rewards.REWARD_FUNCS (default {DEFAULT_REWARD_NAMES})"},
@@ -356,16 +361,22 @@ def save_samples_dataset(selection: RoundSelection, path: Path) -> Path:
 # --- Rounds --------------------------------------------------------------------------------------------------------
 
 
+RAFT_ARGUMENT_TYPES = (RaftArguments, SFTConfig, ModelConfig, VoxtralSFTArguments)
 ROUND_FILE = "raft_round.json"
+SUMMARY_FILE = "raft_summary.json"
+
+
+def make_raft_parser() -> TrlParser:
+    return TrlParser(RAFT_ARGUMENT_TYPES)
 
 
 def round_dir(output_dir: str | Path, round_number: int) -> Path:
     return Path(output_dir) / f"round_{round_number}"
 
 
-def sampling_settings(args: RaftArguments, adapter: str | None) -> dict[str, Any]:
+def sampling_settings(args: RaftArguments, model: str, adapter: str | None) -> dict[str, Any]:
     return {
-        "model": args.model_name_or_path,
+        "model": model,
         "adapter": adapter,
         "dataset": args.dataset,
         "split": args.split,
@@ -379,28 +390,49 @@ def sampling_settings(args: RaftArguments, adapter: str | None) -> dict[str, Any
     }
 
 
-def training_split(data, selection: RoundSelection, positions: Sequence[int], args: RaftArguments):
-    """The kept clips with their target (best sample or reference fallback) as the text column."""
+def training_split(data, selection: RoundSelection, positions: Sequence[int], text_column: str):
+    """The kept clips with their target (best sample or reference fallback) in place of the reference."""
     kept = selection.training_rows
-    rows = data.select([positions[index] for index in kept]).select_columns([args.audio_column])
-    return rows.add_column(args.text_column, [selection.target(index) for index in kept])
+    rows = data.select([positions[index] for index in kept]).remove_columns(text_column)
+    return rows.add_column(text_column, [selection.target(index) for index in kept])
 
 
-def run_round(round_number: int, adapter: str | None, data, args: RaftArguments, training_args, state) -> dict:
-    """Sample, select and train one round into ``round_<r>/``; returns the round's summary."""
+@dataclass
+class RaftRun:
+    """Everything a round needs besides its number and starting point."""
+
+    raft_args: RaftArguments
+    training_args: SFTConfig
+    model_args: ModelConfig
+    sft_args: VoxtralSFTArguments
+    train_rows: Any  # datasets.Dataset, audio undecoded
+    eval_rows: Any
+    state: Any  # accelerate.PartialState
+
+
+def run_round(run: RaftRun, round_number: int, model_source: str, adapter: str | None):
+    """Sample, select and train one round into ``round_<r>/``; returns (summary, trainer)."""
     from evoxtral.evaluation import decodable_clips
-    from evoxtral.modeling import load_model_and_processor
+    from evoxtral.training import (
+        last_complete_checkpoint,
+        load_sft_model,
+        make_sft_trainer,
+        prepare_sft_dataset,
+        voxtral_lora_config,
+    )
 
-    folder = round_dir(training_args.output_dir, round_number)
+    args, sft_args, state = run.raft_args, run.sft_args, run.state
+    folder = round_dir(run.training_args.output_dir, round_number)
+    data = run.train_rows
     ids = data[args.id_column] if args.id_column in data.column_names else [str(i) for i in range(len(data))]
-    audios = data[args.audio_column]
+    audios = data[sft_args.audio_column]
     positions, problems = decodable_clips(audios, ids)
     for problem in problems:
         print(f"Skipping {problem}")
-    model, processor = load_model_and_processor(
-        args.model_name_or_path, adapter=adapter, dtype=args.dtype, device=state.device, trainable=True
+    model, processor = load_sft_model(
+        run.model_args, sft_args, model_name_or_path=model_source, adapter=adapter, device=state.device
     )
-    references = data[args.text_column]
+    references = data[sft_args.text_column]
     rows = sample_and_score(
         model,
         processor,
@@ -409,8 +441,8 @@ def run_round(round_number: int, adapter: str | None, data, args: RaftArguments,
         [ids[i] for i in positions],
         folder / SCORED_DIR,
         args,
-        settings=sampling_settings(args, adapter),
-        seed=training_args.seed + 1_000_003 * round_number,
+        settings=sampling_settings(args, model_source, adapter),
+        seed=run.training_args.seed + 1_000_003 * round_number,
         process_index=state.process_index,
         num_processes=state.num_processes,
         wait_for_everyone=state.wait_for_everyone,
@@ -421,7 +453,7 @@ def run_round(round_number: int, adapter: str | None, data, args: RaftArguments,
         reference_fallback=args.reference_fallback,
         reference_fallback_margin=args.reference_fallback_margin,
     )
-    summary = {"round": round_number, "adapter_in": adapter, "adapter": str(folder), **selection.summary()}
+    summary = {"round": round_number, "started_from": adapter or model_source, **selection.summary()}
     print(f"Round {round_number}: {format_selection_summary(summary)}")
     if state.is_main_process:
         save_samples_dataset(selection, folder / SAMPLES_DATASET_DIR)
@@ -430,107 +462,161 @@ def run_round(round_number: int, adapter: str | None, data, args: RaftArguments,
             f"round {round_number}: no clip scored above the threshold {selection.threshold}, nothing to train on; "
             "lower drop_fraction or set reference_fallback"
         )
-    train_dataset = training_split(data, selection, positions, args)
-    trainer = _build_trainer(model, processor, train_dataset, training_args, folder, args)
-    trainer.train(resume_from_checkpoint=_last_checkpoint(folder))
+
+    round_args = dataclasses.replace(
+        run.training_args,
+        output_dir=str(folder),
+        push_to_hub=False,
+        run_name=f"{run.training_args.run_name}-round{round_number}" if run.training_args.run_name else None,
+    )
+    num_proc = round_args.dataset_num_proc
+    train_dataset = prepare_sft_dataset(
+        training_split(data, selection, positions, sft_args.text_column), sft_args, processor, None, num_proc
+    )
+    eval_dataset = None
+    if run.eval_rows is not None:
+        eval_dataset = prepare_sft_dataset(run.eval_rows, sft_args, processor, None, num_proc)
+    peft_config = None if isinstance(model, PeftModel) else voxtral_lora_config(run.model_args, sft_args)
+    trainer, generation_eval = make_sft_trainer(
+        model, processor, round_args, sft_args, train_dataset, eval_dataset, peft_config=peft_config
+    )
+    checkpoint = last_complete_checkpoint(folder) if sft_args.auto_resume else None
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.model.config.use_cache = True
     trainer.save_model(str(folder))
-    summary["train_loss"] = trainer.state.log_history[-1].get("train_loss") if trainer.state.log_history else None
+    summary["train_metrics"] = train_result.metrics
+    summary["bench"] = generation_eval.latest_scores if generation_eval else {}
+    summary["bench_samples"] = len(generation_eval.audios) if generation_eval else 0
     if state.is_main_process:
+        write_tokenizer_config(folder)
         (folder / ROUND_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     state.wait_for_everyone()
-    return summary
+    return summary, trainer
 
 
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
-def _build_trainer(model, processor, train_dataset, training_args, folder: Path, args: RaftArguments):
-    import dataclasses
-
-    from trl import SFTTrainer
-
-    from evoxtral.collator import VoxtralTranscriptionCollator
-
-    round_args = dataclasses.replace(training_args, output_dir=str(folder), push_to_hub=False)
-    round_args.remove_unused_columns = False
-    round_args.dataset_kwargs = {"skip_prepare_dataset": True}
-    round_args.max_length = None
-    collator = VoxtralTranscriptionCollator(processor, audio_column=args.audio_column, text_column=args.text_column)
-    return SFTTrainer(
-        model=model, args=round_args, train_dataset=train_dataset, data_collator=collator, processing_class=processor
-    )
-
-
-def run_raft(args: RaftArguments, training_args) -> list[dict]:
-    """All rounds; a finished round is skipped on a rerun. Returns each round's summary."""
+def run_raft(
+    raft_args: RaftArguments,
+    training_args: SFTConfig,
+    model_args: ModelConfig,
+    sft_args: VoxtralSFTArguments,
+    recipe: str | None = None,
+) -> list[dict]:
+    """All rounds (a finished round is skipped on a rerun), then the last round's model and its card at the top of
+    output_dir, pushed when asked. Returns each round's summary."""
     from accelerate import PartialState
 
     from evoxtral.evaluation import load_eval_split
 
+    if sft_args.random_init:
+        raise ValueError("RAFT continues a trained model: random_init does not apply")
     state = PartialState()
+    set_seed(training_args.seed)
+    train_rows = load_eval_split(raft_args.dataset, raft_args.split, sft_args.max_train_samples)
+    eval_rows = None
+    if training_args.eval_strategy != "no":
+        eval_rows = load_eval_split(raft_args.dataset, raft_args.eval_split, sft_args.max_eval_samples)
+    run = RaftRun(raft_args, training_args, model_args, sft_args, train_rows, eval_rows, state)
     output_dir = Path(training_args.output_dir)
-    data = load_eval_split(args.dataset, args.split, args.max_inputs)
-    summaries, adapter = [], args.adapter
-    for round_number in range(1, args.rounds + 1):
+    summaries, trainer = [], None
+    model_source, adapter = model_args.model_name_or_path, raft_args.adapter
+    for round_number in range(1, raft_args.rounds + 1):
         done = round_dir(output_dir, round_number) / ROUND_FILE
         if done.exists():
             summary = json.loads(done.read_text())
             print(f"Round {round_number} already done: {format_selection_summary(summary)}")
         else:
-            summary = run_round(round_number, adapter, data, args, training_args, state)
+            summary, trainer = run_round(run, round_number, model_source, adapter)
         summaries.append(summary)
-        adapter = summary["adapter"]
+        # the next round loads this round's folder: an adapter (its base named inside) or a whole model
+        model_source, adapter = str(round_dir(output_dir, round_number)), None
     if state.is_main_process:
-        _release(Path(adapter), output_dir, summaries, args, training_args)
-        print(f"\nRAFT, {args.rounds} round(s) on {len(data)} clips of {args.dataset} ({args.split}):")
-        for summary in summaries:
-            print(f"  round {summary['round']}: {format_selection_summary(summary)}")
-        print(
-            f"Final adapter: {output_dir}/ (model card README.md); per round: {output_dir}/round_<r>/ "
-            f"(adapter, {SCORED_DIR}/*.jsonl, {SAMPLES_DATASET_DIR}/ dataset of all scored samples)"
-        )
+        release_last_round(Path(model_source), run, summaries, recipe)
+        print_raft_summary(run, summaries)
+    if trainer is not None and hasattr(trainer, "end"):  # finish the trackers, destroy the process group
+        trainer.end()
     return summaries
 
 
-def _release(last_round: Path, output_dir: Path, summaries: list[dict], args: RaftArguments, training_args) -> None:
+def release_last_round(last_round: Path, run: RaftRun, summaries: list[dict], recipe: str | None) -> None:
+    """Copy the last round's model to the top of output_dir with a model card, the recipe and the summaries."""
     import shutil
 
+    from evoxtral.training import key_settings, push_folder_to_hub, write_model_card
+
+    output_dir = Path(run.training_args.output_dir)
     for item in last_round.iterdir():
-        if item.is_file() and item.name != ROUND_FILE:
+        if item.is_file() and item.name not in (ROUND_FILE, "README.md"):
             shutil.copy2(item, output_dir / item.name)
-    (output_dir / "README.md").write_text(render_raft_card(summaries, args, training_args), encoding="utf-8")
-    (output_dir / "raft_summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
+    (output_dir / SUMMARY_FILE).write_text(json.dumps(summaries, indent=2) + "\n")
+    data = ScriptArguments(dataset_name=run.raft_args.dataset, dataset_train_split=run.raft_args.split)
+    settings = {
+        **key_settings(data, run.training_args, run.model_args, run.sft_args),
+        "method": f"RAFT, {len(summaries)} round(s), continuing "
+        f"`{run.raft_args.adapter or run.model_args.model_name_or_path}`",
+    }
+    recipe = recipe or yaml.safe_dump(settings, sort_keys=False)
+    (output_dir / "recipe.yaml").write_text(recipe)
+    last = summaries[-1]
+    write_model_card(
+        output_dir,
+        settings=settings,
+        recipe=recipe,
+        bench_scores=last.get("bench") or {},
+        bench_samples=last.get("bench_samples", 0),
+        bench_protocol=run.sft_args.bench_protocol,
+        results=last.get("train_metrics") or {},
+        is_adapter=(output_dir / "adapter_config.json").is_file(),
+        stage="RAFT",
+        extra_sections=render_raft_card_section(summaries, run.raft_args, run.training_args),
+    )
+    if run.training_args.push_to_hub:
+        push_folder_to_hub(run.training_args, stage="RAFT")
 
 
-def render_raft_card(summaries: list[dict], args: RaftArguments, training_args) -> str:
+def print_raft_summary(run: RaftRun, summaries: list[dict]) -> None:
+    output_dir = run.training_args.output_dir
+    print(f"\nRAFT, {len(summaries)} round(s) on {run.raft_args.dataset} ({run.raft_args.split}):")
+    for summary in summaries:
+        loss = (summary.get("train_metrics") or {}).get("train_loss")
+        print(
+            f"  round {summary['round']}: {format_selection_summary(summary)}"
+            + (f"; train loss {loss:.4f}" if loss is not None else "")
+        )
+    print(
+        f"Final model + model card (README.md) + recipe.yaml: {output_dir}/\n"
+        f"Per round: {output_dir}/round_<r>/ (its model, {SCORED_DIR}/*.jsonl with every sample and reward, "
+        f"{SAMPLES_DATASET_DIR}/ the same as a dataset with the selection)"
+    )
+
+
+def render_raft_card_section(summaries: list[dict], args: RaftArguments, training_args: SFTConfig) -> str:
+    """The model card's RAFT section: the reward, the selection, and per round the reward distribution."""
     weights = " + ".join(f"{weight:g} * {name}" for name, weight in zip(args.reward_funcs, args.reward_weights))
     definitions = [
         f"- `{name}`: {func.__doc__.strip().splitlines()[0]}"
         for name, func in zip(args.reward_funcs, get_reward_funcs(args.reward_funcs))
     ]
+    fallback = (
+        f" A clip whose best sample scores below its reference's own reward (the reference scored against itself) "
+        f"minus {args.reference_fallback_margin:g} trains on the reference."
+        if args.reference_fallback
+        else ""
+    )
     lines = [
         "## RAFT",
         "",
-        f"Rejection-sampling fine-tuning of `{args.adapter}` on `{args.model_name_or_path}`: per training clip of "
-        f"`{args.dataset}` ({args.split}), {args.samples_per_input} samples (temperature {args.temperature}, "
-        f"top_p {args.top_p}, at most {args.max_new_tokens} new tokens), scored with reward = {weights} "
-        f"(protocol {args.reward_protocol}); the best sample per clip is kept when its reward is above the value at "
-        f"the bottom {args.drop_fraction:.0%} of the best rewards (ties at the threshold dropped)"
-        + (
-            f"; a clip whose best sample scores below its reference's own reward minus "
-            f"{args.reference_fallback_margin:g} trains on the reference."
-            if args.reference_fallback
-            else "."
-        ),
-        f"Each round then trains {training_args.num_train_epochs:g} epoch(s) at learning rate "
-        f"{training_args.learning_rate:g}, continuing the previous round's adapter.",
+        f"Per training clip, {args.samples_per_input} samples (temperature {args.temperature}, top_p {args.top_p}, "
+        f"at most {args.max_new_tokens} new tokens), scored with reward = {weights} (protocol "
+        f"`{args.reward_protocol}`):",
         "",
         *definitions,
         "",
-        "| Round | Clips | Kept | Reference fallbacks | Best reward mean | p10 | p25 | p50 | p75 | p90 | Threshold |",
+        f"The best sample of each clip is its training target; clips whose best reward is not above the threshold "
+        f"(the sorted best rewards at the bottom {args.drop_fraction:.0%}) are dropped, ties included.{fallback} "
+        f"Each round trains {training_args.num_train_epochs:g} epoch(s) at learning rate "
+        f"{training_args.learning_rate:g} from the previous round's weights.",
+        "",
+        "| Round | Clips | Kept | On reference | Best reward mean | p10 | p25 | p50 | p75 | p90 | Threshold |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for summary in summaries:
@@ -539,4 +625,4 @@ def render_raft_card(summaries: list[dict], args: RaftArguments, training_args) 
             f"| {summary['round']} | {summary['inputs']} | {summary['kept']} | {summary['reference_fallbacks']} | "
             f"{summary['best_reward_mean']:.3f} | {quantiles} | {summary['threshold']:.3f} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)

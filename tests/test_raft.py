@@ -194,14 +194,17 @@ def raft_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sft_adapter(tiny_model_and_processor, tmp_path_factory):
+    """A LoRA on the SFT recipe's targets, saved as the SFT stage saves it (random LoRA weights are enough here)."""
     import peft
+    from trl import ModelConfig
 
     from evoxtral.modeling import load_model_and_processor
+    from evoxtral.training import VoxtralSFTArguments, voxtral_lora_config
 
     model, _ = load_model_and_processor("evoxtral-tiny")
-    adapter = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    lora = voxtral_lora_config(ModelConfig(use_peft=True, lora_r=4, lora_alpha=8), VoxtralSFTArguments())
     path = tmp_path_factory.mktemp("sft")
-    adapter.save_pretrained(str(path))
+    peft.get_peft_model(model, lora).save_pretrained(str(path))
     return path
 
 
@@ -244,7 +247,7 @@ def test_tiny_raft_through_accelerate_launch(raft_dataset, sft_adapter, tmp_path
     assert all((final[name] == weights[1][name]).all() for name in final)
     card = (output_dir / "README.md").read_text()
     assert "| Round | Clips | Kept |" in card and "| 2 | 4 |" in card and "`hallucination`: 1 - the" in card
-    assert "Final adapter" in finished.stdout
+    assert "Final model + model card" in finished.stdout
 
     rerun = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
