@@ -82,16 +82,20 @@ serve: install
 eval: install
 	$(OFFLINE) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
 
-# RAFT on $(RAFT_RECIPE): k samples per training clip, the best by reward, one epoch continuing the SFT adapter.
+# RAFT with $(RAFT_RECIPE): k samples per training clip, the best by reward, one more epoch on the SFT adapter
+# (default: the offline tiny recipe, which first trains the tiny SFT adapter with `make sft`). ACCELERATE_CONFIG as
+# for sft.
 raft: install
-	$(OFFLINE) $(VENV)/bin/accelerate launch --num_processes 1 recipes/raft.py --config $(RAFT_RECIPE)
+	@if [ "$(RAFT_RECIPE)" = "recipes/tiny/raft.yaml" ] && [ ! -f $(OUT)/tiny/sft/adapter_config.json ]; then $(MAKE) sft RECIPE=recipes/tiny/sft.yaml; fi
+	$(if $(filter recipes/tiny/%,$(RAFT_RECIPE)),$(OFFLINE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
+		recipes/raft.py --config $(RAFT_RECIPE)
 
 # The demo on the built-in tiny model. Each stage's last output is its stamp: a rerun skips the stages that are
 # done, a stage killed before its stamp resumes, and a stage whose inputs changed starts again.
-DEMO_DATA := outputs/data/tiny/dataset/dataset_dict.json
-DEMO_SFT := outputs/tiny/sft/adapter_config.json
-DEMO_RAFT := outputs/tiny/raft/raft_summary.json
-DEMO_EVAL := outputs/eval/tiny/report.md
+DEMO_DATA := $(OUT)/data/tiny/dataset/dataset_dict.json
+DEMO_SFT := $(OUT)/tiny/sft/adapter_config.json
+DEMO_RAFT := $(OUT)/tiny/raft/raft_summary.json
+DEMO_EVAL := $(OUT)/eval/tiny/report.md
 
 demo: $(DEMO_EVAL)
 	@echo
