@@ -60,7 +60,10 @@ class RaftArguments:
 
     adapter: str | None = field(
         default=None,
-        metadata={"help": "the SFT LoRA adapter on model_name_or_path that round 1 samples from and continues"},
+        metadata={
+            "help": "the SFT LoRA adapter on model_name_or_path that round 1 samples from and continues; none: "
+            "continue model_name_or_path itself (a whole model, or a folder holding an adapter)"
+        },
     )
     dataset: str = field(default="outputs/data/tiny/dataset", metadata={"help": "save_to_disk folder or hub id"})
     split: str = field(default="train", metadata={"help": "the clips that are sampled and trained on"})
@@ -99,6 +102,8 @@ class RaftArguments:
     reference_fallback_margin: float = 0.0
 
     def __post_init__(self):
+        if self.adapter is not None and self.adapter.strip().lower() in ("", "none", "null"):
+            self.adapter = None  # the command line's way to say "no adapter"
         get_reward_funcs(self.reward_funcs)  # unknown names fail at parse time, before a model loads
         if len(self.reward_funcs) != len(self.reward_weights):
             raise ValueError(

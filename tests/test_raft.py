@@ -252,3 +252,27 @@ def test_tiny_raft_through_accelerate_launch(raft_dataset, sft_adapter, tmp_path
     rerun = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "Round 1 already done" in rerun.stdout and "Round 2 already done" in rerun.stdout
+
+
+def test_raft_continues_a_whole_model_when_there_is_no_adapter(raft_dataset, tiny_model_dir, tmp_path):
+    """Full fine-tuning (use_peft false, no adapter): the language model trains, the audio encoder stays frozen,
+    and the released folder is a whole model."""
+    from safetensors.torch import load_file
+
+    from evoxtral.raft import make_raft_parser, run_raft
+
+    output_dir = tmp_path / "raft-full"
+    args = make_raft_parser().parse_args_and_config(
+        ["--config", "recipes/tiny/raft.yaml", "--adapter", "null", "--model_name_or_path", "evoxtral-tiny",
+         "--dataset", str(raft_dataset), "--output_dir", str(output_dir), "--samples_per_input", "2",
+         "--max_new_tokens", "4", "--learning_rate", "1e-2", "--save_strategy", "no"]
+    )  # fmt: skip
+    assert args[0].adapter is None and not args[2].use_peft
+    summaries = run_raft(*args)
+    assert [summary["round"] for summary in summaries] == [1]
+    assert not (output_dir / "adapter_config.json").exists() and (output_dir / "config.json").is_file()
+    trained = load_file(str(output_dir / "model.safetensors"))
+    base = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    changed = {name for name in base if not (trained[name] == base[name]).all()}
+    assert any(name.startswith("language_model.") for name in changed)
+    assert changed and not any(name.startswith("audio_tower.") for name in changed)
