@@ -173,6 +173,7 @@ def sample_and_score(
     *,
     settings: dict[str, Any],
     seed: int,
+    language: str | None = "en",
     process_index: int = 0,
     num_processes: int = 1,
     wait_for_everyone=lambda: None,
@@ -206,7 +207,7 @@ def sample_and_score(
             samples_per_clip = sample_transcripts(
                 model, processor, [audios[index] for index in batch], k=args.samples_per_input,
                 temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                batch_size=args.sampling_batch_size, seed=seed + batch[0],
+                batch_size=args.sampling_batch_size, seed=seed + batch[0], language=language, progress=False,
             )  # fmt: skip
             for index, samples in zip(batch, samples_per_clip):
                 rewards, components, reference_reward = score_input(samples, references[index], args)
@@ -379,10 +380,11 @@ def round_dir(output_dir: str | Path, round_number: int) -> Path:
     return Path(output_dir) / f"round_{round_number}"
 
 
-def sampling_settings(args: RaftArguments, model: str, adapter: str | None) -> dict[str, Any]:
+def sampling_settings(args: RaftArguments, model: str, adapter: str | None, language: str | None) -> dict[str, Any]:
     return {
         "model": model,
         "adapter": adapter,
+        "language": language,
         "dataset": args.dataset,
         "split": args.split,
         "samples_per_input": args.samples_per_input,
@@ -446,8 +448,9 @@ def run_round(run: RaftRun, round_number: int, model_source: str, adapter: str |
         [ids[i] for i in positions],
         folder / SCORED_DIR,
         args,
-        settings=sampling_settings(args, model_source, adapter),
+        settings=sampling_settings(args, model_source, adapter, sft_args.language),
         seed=run.training_args.seed + 1_000_003 * round_number,
+        language=sft_args.language,
         process_index=state.process_index,
         num_processes=state.num_processes,
         wait_for_everyone=state.wait_for_everyone,

@@ -22,6 +22,8 @@ def sample_transcripts(
     max_new_tokens: int = 512,
     batch_size: int = 8,
     seed: int | None = None,
+    language: str | None = "en",
+    progress: bool = True,
 ) -> list[list[str]]:
     """k transcripts per audio, sampled with temperature and nucleus (top_p) sampling; batches span inputs."""
     if k < 1:
@@ -34,7 +36,8 @@ def sample_transcripts(
         audios,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
-        progress=False,
+        language=language,
+        progress=progress,
         do_sample=True,
         temperature=temperature,
         top_p=top_p,
