@@ -10,11 +10,12 @@
    the clips whose best reward is at or below the value at the bottom ``drop_fraction``; optionally fall back to
    the reference transcript where the best sample scores below the reference's own reward. All k samples with
    their rewards and the decision are saved as a ``datasets`` folder, ``round_<r>/samples``, to inspect a run;
-3. **train**: the SFT recipe's trainer on the kept (audio, target) pairs, continuing the adapter of the previous
-   stage (the SFT adapter for round 1, round r-1's adapter after that), into ``round_<r>/``.
+3. **train**: the SFT recipe's trainer (:func:`evoxtral.training.make_sft_trainer`) on the kept (audio, target)
+   pairs, continuing the previous stage (the SFT adapter for round 1, round r-1's weights after that), into
+   ``round_<r>/``. Without an adapter a whole model trains in full, as SFT does without LoRA.
 
-The last round's adapter is also saved at the top of ``output_dir``, with a model card that reports the reward
-distribution, the threshold and the kept count of every round.
+The last round's adapter (or model) is also saved at the top of ``output_dir``, with the SFT recipe's model card
+plus a section that reports the reward distribution, the threshold and the kept count of every round.
 """
 
 from __future__ import annotations
