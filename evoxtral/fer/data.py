@@ -173,7 +173,7 @@ def load_fer_splits(
 ) -> DatasetDict:
     """Loads an image classification dataset (a local image folder `<dir>/<split>/<class>/*` or a Hub dataset
     id) as train/validation/test splits with columns `image` and `label` in FER_LABELS order. A missing
-    validation or test split is held out of train (`holdout_size`, stratified by class)."""
+    validation or test split is held out of train (`holdout_size` of its rows each, stratified by class)."""
     split_names = {**{split: split for split in SPLITS}, **(split_names or {})}
     if Path(dataset_name).is_dir():
         raw = load_dataset("imagefolder", data_dir=dataset_name, cache_dir=cache_dir)
@@ -189,9 +189,10 @@ def load_fer_splits(
     if label_column != "label":
         splits = splits.rename_column(label_column, "label")
     splits = align_labels_to_fer(splits, "label")
+    holdout_rows = max(1, round(holdout_size * len(splits["train"])))
     for split in ("test", "validation"):
         if split not in splits:
-            held_out = splits["train"].train_test_split(test_size=holdout_size, stratify_by_column="label", seed=seed)
+            held_out = splits["train"].train_test_split(test_size=holdout_rows, stratify_by_column="label", seed=seed)
             splits["train"], splits[split] = held_out["train"], held_out["test"]
     return splits
 

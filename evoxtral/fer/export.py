@@ -25,8 +25,9 @@ from evoxtral.fer.inference import softmax
 EXPORT_REQUIREMENTS = ("torch==2.13.0", "optimum-onnx[onnxruntime]==0.1.0", "pillow")
 DEFAULT_EXPORT_VENV = ".venv-onnx"
 QUANTIZED_MODEL_FILE = "model_quantized.onnx"
-# A random-init MobileViT in eval mode gives logits around 1e-43: any comparison on those passes trivially.
-MIN_LOGIT_SCALE = 1e-2
+# A random-init MobileViT in eval mode gives logits around 1e-43: any comparison on those passes trivially. With
+# calibrated BatchNorm statistics it gives ~1e-3, after a few training steps ~1.
+MIN_LOGIT_SCALE = 1e-3
 
 
 class VanishingLogitsError(RuntimeError):
@@ -127,28 +128,25 @@ def check_logits_usable(logits: np.ndarray, min_scale: float = MIN_LOGIT_SCALE) 
 
 def agreement_figures(reference_logits: np.ndarray, candidate_logits: np.ndarray) -> dict[str, float]:
     reference_probs, candidate_probs = softmax(reference_logits), softmax(candidate_logits)
+    max_abs_logit_diff = float(np.abs(reference_logits - candidate_logits).max())
     return {
-        "max_abs_logit_diff": float(np.abs(reference_logits - candidate_logits).max()),
+        "max_abs_logit_diff": max_abs_logit_diff,
+        "relative_logit_diff": max_abs_logit_diff / float(np.abs(reference_logits).max()),
         "max_abs_prob_diff": float(np.abs(reference_probs - candidate_probs).max()),
         "top1_agreement": float((reference_logits.argmax(-1) == candidate_logits.argmax(-1)).mean()),
     }
 
 
 def quantize_int8(onnx_path: str | Path, output_path: str | Path) -> Path:
-    """Dynamic int8 quantisation (weights int8, activations quantised at run time) after ONNX Runtime's
-    pre-processing, which folds BatchNorm into the convolutions so that the folded weights are what gets
-    quantised."""
-    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+    """Dynamic int8 quantisation: int8 weights, activations quantised at run time. Per-channel weight scales
+    and 7-bit weight range: with per-tensor 8-bit weights the tiny-logit demo model agreed with fp32 on 47% of
+    faces, with these on 97% (8-bit weights can saturate the u8 x s8 multiply-adds of CPUs without VNNI)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    output_path = Path(output_path)
-    prepared = output_path.with_name(output_path.stem + "_prepared.onnx")
-    # Symbolic shape inference cannot follow MobileViT's patch reshapes; ONNX's own inference is enough here.
-    quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-    try:
-        quantize_dynamic(str(prepared), str(output_path), weight_type=QuantType.QInt8)
-    finally:
-        prepared.unlink(missing_ok=True)
-    return output_path
+    quantize_dynamic(
+        str(onnx_path), str(output_path), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True
+    )
+    return Path(output_path)
 
 
 def export_and_check(
