@@ -15,6 +15,10 @@ RECIPE ?= recipes/tiny/sft.yaml
 RAFT_RECIPE ?= recipes/tiny/raft.yaml
 EVAL_RECIPE ?= recipes/tiny/eval.yaml
 DATA_CONFIG ?= data_gen/configs/tiny.yaml
+# make serve: base model (or merged model folder), optional LoRA adapter folder, port on 127.0.0.1
+MODEL ?= evoxtral-tiny
+ADAPTER ?=
+PORT ?= 8000
 # Facial emotion: the recipe, the checkpoint folder it writes (the export's input), the export and its own venv
 # (Optimum's exporter pins transformers < 4.58).
 FER_RECIPE ?= recipes/fer/tiny.yaml
@@ -55,6 +59,10 @@ tiny-model: install
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests
 
+# Offline by default (espeak-ng); DATA_CONFIG=data_gen/configs/evoxtral.yaml uses ElevenLabs v3 (ELEVENLABS_API_KEY).
+data: install
+	$(OFFLINE) $(PY) data_gen/generate.py --config $(DATA_CONFIG)
+
 slow_test: install
 	$(OFFLINE) $(PY) -m pytest -q -m slow tests
 
@@ -71,6 +79,17 @@ lint: install
 	$(PY) -m ruff format --check evoxtral recipes data_gen metrics serve bench tests
 
 quality: lint
+
+serve: install
+	$(OFFLINE) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
+
+# Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
+eval: install
+	$(OFFLINE) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
+
+# Speed of the shared cores, each against a same-run baseline.
+bench: install
+	$(OFFLINE) $(PY) bench/metrics_speed.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ install_requires = [
     "huggingface-hub>=1.0,<3",
     "mistral-common[audio]>=1.13,<2",
     "jiwer>=4.0,<5",
+    "rapidfuzz>=3",  # jiwer's edit-distance engine, called directly by the metric core for speed
     "soundfile>=0.13",
     "numpy<2.4",
     "pyyaml",
@@ -29,7 +30,8 @@ extras = {
     # OpenCV 5 dropped the Haar cascades (cv2.data.haarcascades) that FER face detection uses.
     "serve": ["fastapi", "uvicorn", "python-multipart", "silero-vad>=6", "onnxruntime>=1.20",
               "opencv-python-headless>=4.9,<5", "pillow"],
-    "data": ["elevenlabs>=2.78,<3", "httpx"],
+    # ElevenLabs v3 speech; fastapi + uvicorn run the local stand-in of its API used to test that path offline.
+    "data": ["elevenlabs>=2.78,<3", "httpx", "fastapi", "uvicorn"],
     "deepspeed": ["deepspeed>=0.19"],
     # onnx: onnxruntime's int8 quantiser reads and writes the graph with it.
     "fer": ["onnxruntime>=1.20", "onnx>=1.17", "opencv-python-headless>=4.9,<5", "scikit-image", "pillow"],

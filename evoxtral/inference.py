@@ -1,0 +1,69 @@
+"""Batched transcription with a Voxtral model (plain or with a LoRA adapter).
+
+Evaluation, the server, the training-time evaluation callback and RAFT sampling all call `transcribe`, so the
+prompt, padding and decoding are the same everywhere: the processor's transcription request (language "en"),
+prompts padded on the left so every row's continuation starts at the same column, greedy decoding by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import VoxtralProcessor
+
+from evoxtral.audio import decode_audio_value
+from evoxtral.collator import VoxtralTranscriptionCollator
+
+
+def transcribe(
+    model: torch.nn.Module,
+    processor: VoxtralProcessor,
+    audios: Sequence[Any],
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 512,
+    language: str | None = "en",
+    progress: bool = True,
+    **generate_kwargs,
+) -> list[str] | list[list[str]]:
+    """Transcribe each audio (array at 16 kHz, path, bytes, or a `datasets.Audio` value).
+
+    Greedy unless `generate_kwargs` say otherwise (e.g. `do_sample=True, temperature=0.7, top_p=0.9`). With
+    `num_return_sequences=k > 1` the result holds a list of k transcripts per input. Bad audio raises
+    `AudioDecodeError` naming the input; the model's train/eval mode is restored afterwards.
+    """
+    samples_per_input = generate_kwargs.get("num_return_sequences", 1)
+    generate_kwargs.setdefault("do_sample", False)
+    collator = VoxtralTranscriptionCollator(
+        processor, text_column=None, padding_side="left", language=language, skip_bad_audio=False
+    )
+    transcripts: list[str] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with tqdm(total=len(audios), desc="Transcribing", unit="clip", disable=not progress) as bar:
+            for start in range(0, len(audios), batch_size):
+                rows = [{"audio": decode_audio_value(audio)} for audio in audios[start : start + batch_size]]
+                batch = collator(rows)
+                batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+                batch["input_features"] = batch["input_features"].to(model.dtype)
+                with torch.inference_mode():
+                    generated = model.generate(
+                        **batch,
+                        max_new_tokens=max_new_tokens,
+                        pad_token_id=collator.pad_token_id,
+                        eos_token_id=collator.eos_token_id,
+                        **generate_kwargs,
+                    )
+                continuations = generated[:, batch["input_ids"].shape[1] :]
+                decoded = processor.tokenizer.batch_decode(continuations, skip_special_tokens=True)
+                transcripts.extend(text.strip() for text in decoded)
+                bar.update(len(rows))
+    finally:
+        model.train(was_training)
+    if samples_per_input == 1:
+        return transcripts
+    return [transcripts[index : index + samples_per_input] for index in range(0, len(transcripts), samples_per_input)]
