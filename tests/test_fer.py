@@ -314,16 +314,17 @@ def test_segments_take_the_overlap_weighted_dominant_emotion():
 
     seconds = [sample(0.0, 0.9, 0.1), sample(1.0, 0.4, 0.6), sample(2.0, 0.1, 0.9)]
     segments = [
-        {"start": 0.0, "end": 1.5, "text": "hello"},  # Happy 0.9 + 0.5*0.4 = 1.1 vs Sad 0.1 + 0.5*0.6 = 0.4
+        # Happy 0.9 + 0.5*0.4 = 1.1 vs Sad 0.1 + 0.5*0.6 = 0.4; the transcript's own (vocal) emotion is kept.
+        {"start": 0.0, "end": 1.5, "text": "hello", "emotion": {"label": "nervous"}},
         {"start": 1.2, "end": 1.4, "text": "um"},  # inside the second sample only
         {"start": 0.5, "end": 3.0, "text": "so"},  # Happy 0.45+0.4+0.1 = 0.95 vs Sad 0.05+0.6+0.9 = 1.55
         {"start": 9.0, "end": 9.5, "text": "bye"},  # after the video: the nearest sample
     ]
     aligned = align_emotions_to_segments(seconds, segments)
-    assert [segment["emotion"] for segment in aligned] == ["Happy", "Sad", "Sad", "Sad"]
-    assert aligned[0]["scores"]["Happy"] == pytest.approx(1.1 / 1.5)
-    assert aligned[0]["text"] == "hello"
-    assert align_emotions_to_segments([], segments[:1])[0]["emotion"] is None
+    assert [segment["facial_emotion"] for segment in aligned] == ["Happy", "Sad", "Sad", "Sad"]
+    assert aligned[0]["facial_scores"]["Happy"] == pytest.approx(1.1 / 1.5)
+    assert aligned[0]["text"] == "hello" and aligned[0]["emotion"] == {"label": "nervous"}
+    assert align_emotions_to_segments([], segments[:1])[0]["facial_emotion"] is None
 
 
 @pytest.mark.parametrize(
@@ -346,17 +347,33 @@ def test_decode_image_checks_the_size_before_decoding():
 # The endpoint
 
 
-@pytest.fixture(scope="module")
-def client(classifier):
+def fer_app():
+    """A minimal app with the router and the transcription API's error handlers, as serve/app.py mounts it."""
     from fastapi import FastAPI
-    from fastapi.testclient import TestClient
 
-    from serve.fer_router import get_fer_classifier, router
+    from evoxtral.serving.errors import install_error_handlers
+    from serve.fer_router import router
 
     app = FastAPI()
+    install_error_handlers(app)
     app.include_router(router)
+    return app
+
+
+@pytest.fixture(scope="module")
+def client(classifier):
+    from fastapi.testclient import TestClient
+
+    from serve.fer_router import get_fer_classifier
+
+    app = fer_app()
     app.dependency_overrides[get_fer_classifier] = lambda: classifier
     return TestClient(app)
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    return response.json()["error"]
 
 
 def test_endpoint_classifies_an_image(client):
@@ -368,55 +385,76 @@ def test_endpoint_classifies_an_image(client):
 
 def test_endpoint_gives_per_second_emotions_aligned_with_segments(client, tmp_path):
     video = write_video(tmp_path / "talk.mp4", [(data.astronaut(), 2.0), (data.chelsea(), 1.0)])
-    segments = [{"start": 0.0, "end": 1.8, "text": "hi there"}, {"start": 2.1, "end": 2.9, "text": "a cat"}]
+    # A /transcribe response can be sent as it is: its segments are read and keep their own fields.
+    transcript = {
+        "segments": [{"start": 0.0, "end": 1.8, "text": "hi there"}, {"start": 2.1, "end": 2.9, "text": "a cat"}]
+    }
     response = client.post(
         "/fer",
         files={"file": ("talk.mp4", video.read_bytes(), "application/octet-stream")},
-        data={"segments": json.dumps(segments)},
+        data={"segments": json.dumps(transcript)},
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["kind"] == "video" and len(body["seconds"]) == 3
+    assert body["kind"] == "video" and [sample["time"] for sample in body["seconds"]] == [0.0, 1.0, 2.0]
     assert [segment["text"] for segment in body["segments"]] == ["hi there", "a cat"]
-    assert body["segments"][1]["emotion"] == body["seconds"][2]["emotion"]
+    assert body["segments"][1]["facial_emotion"] == body["seconds"][2]["emotion"]
 
 
-def test_endpoint_rejects_bad_input_with_4xx_and_keeps_serving(client, classifier, tmp_path):
+def test_endpoint_rejects_bad_input_with_4xx_and_keeps_serving(client, classifier):
     from serve.fer_router import get_fer_classifier
 
-    not_media = client.post("/fer", files={"file": ("notes.txt", b"hello, not a picture", "text/plain")})
-    assert not_media.status_code == 415 and "neither an image nor a video" in not_media.json()["detail"]
-    broken_png = client.post("/fer", files={"file": ("x.png", b"\x89PNG broken", "image/png")})
-    assert broken_png.status_code == 415
-    broken_video = client.post("/fer", files={"file": ("x.mp4", b"\x00\x00\x00 ftyp garbage", "video/mp4")})
-    assert broken_video.status_code == 422 and "video" in broken_video.json()["detail"]
+    not_media = error_of(
+        client.post("/fer", files={"file": ("notes.txt", b"hello, not a picture", "text/plain")}), 400
+    )
+    assert not_media["code"] == "invalid_media" and "neither an image nor a video" in not_media["message"]
+    broken_png = error_of(client.post("/fer", files={"file": ("x.png", b"\x89PNG broken", "image/png")}), 400)
+    assert broken_png["code"] == "invalid_media" and broken_png["param"] == "file"
+    broken_video = error_of(client.post("/fer", files={"file": ("x.mp4", b"\x00\x00 ftyp junk", "video/mp4")}), 400)
+    assert broken_video["code"] == "invalid_video"
     image = ("a.png", png_bytes(data.astronaut()), "image/png")
-    bad_segments = client.post("/fer", files={"file": image}, data={"segments": '[{"start": 3}]'})
-    assert bad_segments.status_code == 422
-    segments_for_image = client.post("/fer", files={"file": image}, data={"segments": "[]"})
-    assert segments_for_image.status_code == 422 and "video" in segments_for_image.json()["detail"]
-    empty = client.post("/fer", files={"file": ("e.png", b"", "image/png")})
-    assert empty.status_code == 422
+    bad_segments = error_of(client.post("/fer", files={"file": image}, data={"segments": '[{"start": 3}]'}), 400)
+    assert bad_segments["param"] == "segments" and "start and end" in bad_segments["message"]
+    segments_for_image = error_of(client.post("/fer", files={"file": image}, data={"segments": "[]"}), 400)
+    assert "video" in segments_for_image["message"]
+    assert error_of(client.post("/fer", files={"file": ("e.png", b"", "image/png")}), 400)["code"] == "empty_file"
+    assert error_of(client.post("/fer", data={"segments": "[]"}), 400)["code"] == "missing_field"
 
     small_limit = FerClassifier(classifier.model_dir, max_pixels=100_000)
     client.app.dependency_overrides[get_fer_classifier] = lambda: small_limit
     try:
-        too_big = client.post("/fer", files={"file": image})
-        assert too_big.status_code == 413 and "512x512" in too_big.json()["detail"]
+        too_big = error_of(client.post("/fer", files={"file": image}), 400)
+        assert too_big["code"] == "media_too_large" and "512x512" in too_big["message"]
     finally:
         client.app.dependency_overrides[get_fer_classifier] = lambda: classifier
     assert client.post("/fer", files={"file": image}).status_code == 200
 
 
 def test_endpoint_without_a_configured_model_answers_503(monkeypatch):
-    from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from serve.fer_router import get_fer_classifier, router
+    from serve.fer_router import get_fer_classifier
 
     monkeypatch.delenv("EVOXTRAL_FER_MODEL", raising=False)
     get_fer_classifier.cache_clear()
-    app = FastAPI()
-    app.include_router(router)
-    response = TestClient(app).post("/fer", files={"file": ("a.png", png_bytes(data.astronaut()), "image/png")})
-    assert response.status_code == 503 and "EVOXTRAL_FER_MODEL" in response.json()["detail"]
+    response = TestClient(fer_app()).post("/fer", files={"file": ("a.png", png_bytes(data.astronaut()), "image/png")})
+    assert "EVOXTRAL_FER_MODEL" in error_of(response, 503)["message"]
+
+
+def test_endpoint_loads_the_model_named_in_the_environment(onnx_report, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from serve.fer_router import get_fer_classifier
+
+    onnx_dir = Path(onnx_report["onnx_model"]).parent
+    monkeypatch.setenv("EVOXTRAL_FER_MODEL", str(onnx_dir))
+    monkeypatch.setenv("EVOXTRAL_FER_MODEL_FILE", QUANTIZED_MODEL_FILE)
+    get_fer_classifier.cache_clear()
+    try:
+        response = TestClient(fer_app()).post(
+            "/fer", files={"file": ("a.png", png_bytes(data.astronaut()), "image/png")}
+        )
+        assert response.status_code == 200, response.text
+        assert get_fer_classifier().model_path == onnx_dir / QUANTIZED_MODEL_FILE
+    finally:
+        get_fer_classifier.cache_clear()

@@ -75,10 +75,11 @@ class FerClassifier:
     ):
         from transformers import AutoImageProcessor
 
-        self.model_dir = model_dir = Path(model_dir)
-        self.session = onnxruntime.InferenceSession(str(model_dir / model_file), providers=["CPUExecutionProvider"])
-        self.image_processor = AutoImageProcessor.from_pretrained(model_dir)
-        id2label = json.loads((model_dir / "config.json").read_text())["id2label"]
+        self.model_dir = Path(model_dir)
+        self.model_path = self.model_dir / model_file
+        self.session = onnxruntime.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])
+        self.image_processor = AutoImageProcessor.from_pretrained(self.model_dir)
+        id2label = json.loads((self.model_dir / "config.json").read_text())["id2label"]
         self.labels = [id2label[str(i)] for i in range(len(id2label))]
         self.max_pixels = max_pixels
         self.max_video_seconds = max_video_seconds
@@ -221,9 +222,11 @@ def parse_segments(raw: str | list) -> list[dict]:
 
 
 def align_emotions_to_segments(seconds: list[dict], segments: list[dict], sample_period: float = 1.0) -> list[dict]:
-    """Each segment's dominant emotion: the class with the highest score summed over the samples it overlaps,
-    each sample weighted by how long it overlaps (a sample at time t stands for [t, t + sample_period)). A
-    segment between two samples takes the nearest one."""
+    """Each segment's dominant facial emotion: the class with the highest score summed over the samples it
+    overlaps, each sample weighted by how long it overlaps (a sample at time t stands for [t, t + sample_period)).
+    A segment between two samples takes the nearest one. The segment's other keys are kept (a /transcribe
+    segment's own `emotion`, read from its audio tags, included): the answer goes to `facial_emotion` and
+    `facial_scores`."""
     aligned = []
     for segment in segments:
         start, end = float(segment["start"]), float(segment["end"])
@@ -243,5 +246,5 @@ def align_emotions_to_segments(seconds: list[dict], segments: list[dict], sample
             emotion = max(scores, key=scores.get)
         else:
             scores, emotion = {}, None
-        aligned.append({**segment, "emotion": emotion, "scores": scores})
+        aligned.append({**segment, "facial_emotion": emotion, "facial_scores": scores})
     return aligned
