@@ -253,11 +253,16 @@ def test_onnx_export_matches_pytorch_on_real_faces(onnx_report):
     assert json.loads((onnx_dir / "parity.json").read_text()) == json.loads(json.dumps(onnx_report))
 
 
-def test_int8_model_is_smaller_and_mostly_agrees_with_fp32(onnx_report):
+def test_int8_model_is_smaller_and_close_to_fp32(onnx_report):
     assert Path(onnx_report["int8_model"]).name == QUANTIZED_MODEL_FILE and Path(onnx_report["int8_model"]).exists()
     assert onnx_report["model_bytes"]["int8"] < 0.5 * onnx_report["model_bytes"]["fp32"]
-    assert onnx_report["int8_vs_fp32"]["top1_agreement"] >= 0.75
-    assert onnx_report["int8_vs_fp32"]["max_abs_prob_diff"] < 0.25
+    int8 = onnx_report["int8_vs_fp32"]
+    # Relative to the logits' scale: per-tensor 8-bit weights (which saturate on CPUs without VNNI) measured
+    # 0.9 here, per-channel 7-bit 0.07-0.25. Top-1 agreement is reported but not bounded: four training steps
+    # leave near-ties between classes that any rounding can flip.
+    assert int8["relative_logit_diff"] < 0.5
+    assert int8["max_abs_prob_diff"] < 0.01
+    assert 0.0 <= int8["top1_agreement"] <= 1.0
 
 
 def test_export_check_refuses_a_model_with_vanishing_logits(tmp_path):

@@ -197,13 +197,14 @@ def load_fer_splits(
     return splits
 
 
-def fer_transform(image_processor, augment: bool, seed: int | None = None) -> Callable[[dict], dict]:
+def fer_transform(image_processor, augment: bool) -> Callable[[dict], dict]:
     """A `datasets.set_transform` function: (augmented) PIL images -> the model's pixel values and labels."""
-    rng = random.Random(seed)
 
     def transform(batch: dict) -> dict:
         images = [image.convert("RGB") for image in batch["image"]]
         if augment:
+            # Drawn from the global state, which the Trainer seeds and each DataLoader worker re-seeds.
+            rng = random.Random(random.getrandbits(64))
             images = [augment_face(image, rng) for image in images]
         pixel_values = image_processor(images=images, return_tensors="np")["pixel_values"]
         return {"pixel_values": list(pixel_values), "labels": batch["label"]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from evoxtral.fer.faces import face_crops
 
 DEFAULT_MAX_PIXELS = 40_000_000  # a 40-megapixel photo; larger uploads are refused before decoding
 DEFAULT_MAX_VIDEO_SECONDS = 600.0
+SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
 class FerInputError(ValueError):
@@ -173,26 +175,26 @@ class FerClassifier:
         """An uploaded image or video, told apart by its declared content type or, failing that, by which
         decoder accepts it. `segments` (transcript segments) are aligned with a video's per-second emotions."""
         content_type = (content_type or "").lower()
-        suffix = Path(filename or "").suffix or ".mp4"
-        if content_type.startswith("image/"):
-            if segments is not None:
-                raise InvalidSegmentsError("Transcript segments can only be aligned with a video")
-            return {"kind": "image", **self.classify_image_bytes(data)}
-        if not content_type.startswith("video/"):
+        declared_video = content_type.startswith("video/")
+        rgb = None
+        if not declared_video:
             try:
                 rgb = decode_image(data, self.max_pixels)
             except NotAnImageError:
-                rgb = None
-            if rgb is not None:
-                if segments is not None:
-                    raise InvalidSegmentsError("Transcript segments can only be aligned with a video")
-                return {"kind": "image", **self.classify_image(rgb)}
-            try:
-                video = self.classify_video_bytes(data, suffix)
-            except UndecodableVideoError as error:
-                raise NotAnImageError("The file is neither an image nor a video that can be decoded") from error
-        else:
-            video = self.classify_video_bytes(data, suffix)
+                if content_type.startswith("image/"):
+                    raise
+        if rgb is not None:
+            if segments is not None:
+                raise InvalidSegmentsError("Transcript segments can only be aligned with a video")
+            return {"kind": "image", **self.classify_image(rgb)}
+        suffix = Path(filename or "").suffix
+        try:
+            # The suffix helps OpenCV pick a demuxer; a client's odd one is not used in a path.
+            video = self.classify_video_bytes(data, suffix if SAFE_SUFFIX.match(suffix) else ".mp4")
+        except UndecodableVideoError as error:
+            if declared_video:
+                raise
+            raise NotAnImageError("The file is neither an image nor a video that can be decoded") from error
         if segments is not None:
             video["segments"] = align_emotions_to_segments(video["seconds"], segments, 1.0 / video["sample_fps"])
         return {"kind": "video", **video}

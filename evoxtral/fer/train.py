@@ -190,7 +190,7 @@ def train_fer(data_args: FerDataArguments, model_args: FerModelArguments, traini
 
     image_processor = build_image_processor(model_args.model_name_or_path)
     model = build_fer_model(model_args.model_name_or_path, FER_LABELS, model_args.require_pretrained)
-    splits["train"].set_transform(fer_transform(image_processor, data_args.augment, seed=training_args.seed))
+    splits["train"].set_transform(fer_transform(image_processor, data_args.augment))
     for split in ("validation", "test"):
         splits[split].set_transform(fer_transform(image_processor, augment=False))
 
