@@ -19,6 +19,12 @@ DATA_CONFIG ?= data_gen/configs/tiny.yaml
 MODEL ?= evoxtral-tiny
 ADAPTER ?=
 PORT ?= 8000
+# Facial emotion: the recipe, the checkpoint folder it writes (the export's input), the export and its own venv
+# (Optimum's exporter pins transformers < 4.58).
+FER_RECIPE ?= recipes/fer/tiny.yaml
+FER_CHECKPOINT ?= $(OUT)/fer/tiny
+FER_ONNX_DIR ?= $(FER_CHECKPOINT)-onnx
+ONNX_VENV ?= .venv-onnx
 
 .PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
 
@@ -59,6 +65,14 @@ data: install
 
 slow_test: install
 	$(OFFLINE) $(PY) -m pytest -q -m slow tests
+
+fer: install
+	$(OFFLINE) $(PY) recipes/fer.py --config $(FER_RECIPE) --output_dir $(FER_CHECKPOINT)
+
+fer-onnx: install
+	@test -f $(FER_CHECKPOINT)/config.json || $(MAKE) fer
+	$(OFFLINE) $(PY) recipes/fer_onnx.py --checkpoint_dir $(FER_CHECKPOINT) --onnx_dir $(FER_ONNX_DIR) \
+		--export_venv $(ONNX_VENV)
 
 lint: install
 	$(PY) -m ruff check evoxtral recipes data_gen metrics serve bench tests
