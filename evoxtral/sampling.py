@@ -50,13 +50,16 @@ def sample_transcripts(
     static_cache: bool | None = None,
     compile_decode: bool | None = None,
     progress: bool = True,
+    **generate_kwargs,
 ) -> list[list[str]]:
     """k sampled transcripts for each audio (array at 16 kHz, path, bytes, or a `datasets.Audio` value).
 
     batch_size: clips per batch (each becomes k rows while decoding). Clips are grouped by their number of 30 s
         chunks so a long clip does not pad a batch of short ones; results come back in input order.
-    seed: makes the samples reproducible (the global RNG state is restored afterwards); None uses it as is.
+    seed: makes the samples reproducible for the same inputs, batch_size and device (the global RNG state is
+        restored afterwards); None draws from the global RNG as it is.
     static_cache / compile_decode: None means on when the model is on CUDA, off elsewhere.
+    generate_kwargs: further `generate` settings, e.g. `min_new_tokens` or `repetition_penalty`.
     Bad audio raises `AudioDecodeError` naming the input; the model's train/eval mode is restored afterwards.
     """
     if k < 1:
@@ -67,7 +70,7 @@ def sample_transcripts(
     collator = VoxtralTranscriptionCollator(
         processor, text_column=None, padding_side="left", language=language, skip_bad_audio=False
     )
-    generate_kwargs = dict(
+    generate_kwargs.update(
         do_sample=True,
         temperature=temperature,
         top_p=top_p,
