@@ -19,7 +19,7 @@ import torch
 from datasets import Array3D, Dataset
 from transformers import VoxtralProcessor
 
-from evoxtral.audio import CHUNK_SAMPLES, SAMPLING_RATE, AudioDecodeError, decode_audio_value
+from evoxtral.audio import CHUNK_SAMPLES, SAMPLING_RATE, AudioDecodeError, decode_audio_value, num_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +172,29 @@ def add_input_features(
     new_features = dataset.features.copy()
     new_features[features_column] = features_type
     return dataset.map(compute, features=new_features, num_proc=num_proc, desc="Log-mel features")
+
+
+def add_sequence_lengths(
+    dataset: Dataset,
+    collator: VoxtralTranscriptionCollator,
+    *,
+    length_column: str = "length",
+    num_proc: int | None = None,
+) -> Dataset:
+    """Add each row's token count (prompt with its audio placeholders, target, EOS), as the collator builds it.
+
+    The Trainer's `train_sampling_strategy: group_by_length` reads this column (`length_column_name`) to batch rows
+    of similar length together, so less of each batch is padding. The chunk count comes from the audio's length; a
+    row whose audio does not decode gets length 0 (the collator skips it anyway).
+    """
+
+    def compute(example):
+        try:
+            audio = decode_audio_value(example[collator.audio_column])
+        except AudioDecodeError:
+            return {length_column: 0}
+        prompt = collator.prompt_ids(num_chunks(len(audio)))
+        target = [] if collator.text_column is None else collator.target_ids(example[collator.text_column])
+        return {length_column: len(prompt) + len(target)}
+
+    return dataset.map(compute, num_proc=num_proc, desc="Sequence lengths")
