@@ -15,6 +15,10 @@ RECIPE ?= recipes/tiny/sft.yaml
 RAFT_RECIPE ?= recipes/tiny/raft.yaml
 EVAL_RECIPE ?= recipes/tiny/eval.yaml
 DATA_CONFIG ?= data_gen/configs/tiny.yaml
+# make serve: base model (or merged model folder), optional LoRA adapter folder, port on 127.0.0.1
+MODEL ?= evoxtral-tiny
+ADAPTER ?=
+PORT ?= 8000
 
 .PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
 
@@ -49,6 +53,10 @@ tiny-model: install
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests
 
+# Offline by default (espeak-ng); DATA_CONFIG=data_gen/configs/evoxtral.yaml uses ElevenLabs v3 (ELEVENLABS_API_KEY).
+data: install
+	$(OFFLINE) $(PY) data_gen/generate.py --config $(DATA_CONFIG)
+
 slow_test: install
 	$(OFFLINE) $(PY) -m pytest -q -m slow tests
 
@@ -57,6 +65,22 @@ lint: install
 	$(PY) -m ruff format --check evoxtral recipes data_gen metrics serve bench tests
 
 quality: lint
+
+# SFT with $(RECIPE) (default: the offline tiny recipe, which first makes its data with `make data`; tiny recipes
+# run offline, others may download their model and data).
+# On CPU accelerate needs no config; on GPUs add ACCELERATE_CONFIG=accelerate_configs/<single_gpu|multi_gpu|...>.yaml
+ACCELERATE_CONFIG ?=
+sft: install
+	@if [ "$(RECIPE)" = "recipes/tiny/sft.yaml" ] && [ ! -d $(OUT)/data/tiny/dataset ]; then $(MAKE) data; fi
+	$(if $(filter recipes/tiny/%,$(RECIPE)),$(OFFLINE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
+		recipes/sft.py --config $(RECIPE)
+
+serve: install
+	$(OFFLINE) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
+
+# Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
+eval: install
+	$(OFFLINE) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
 
 # Speed of the shared cores, each against a same-run baseline.
 bench: install

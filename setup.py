@@ -30,7 +30,8 @@ extras = {
     # The transcription API: silero-vad without its `audio` extra, which pins an old torchaudio.
     "serve": ["fastapi", "uvicorn", "python-multipart", "silero-vad>=6", "onnxruntime>=1.20",
               "opencv-python-headless", "pillow"],
-    "data": ["elevenlabs>=2.78,<3", "httpx"],
+    # ElevenLabs v3 speech; fastapi + uvicorn run the local stand-in of its API used to test that path offline.
+    "data": ["elevenlabs>=2.78,<3", "httpx", "fastapi", "uvicorn"],
     "deepspeed": ["deepspeed>=0.19"],
     "fer": ["onnxruntime>=1.20", "opencv-python-headless", "scikit-image", "pillow"],
     "dev": ["pytest", "pytest-timeout", "ruff", "httpx", "openai", "scikit-image"],

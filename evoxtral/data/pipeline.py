@@ -1,0 +1,382 @@
+"""The data generation run: scripts -> speech -> checked clips -> DatasetDict -> disk / Hub folder / Hub.
+
+Resumable by construction. The script plan is written once (``scripts.jsonl``) and reused while the settings
+that shape it are unchanged. Each clip is stored under its content hash (text, voice, backend and its settings)
+as ``<key>.wav`` then ``<key>.json``, both written to a temporary name and renamed, and a clip counts as done only
+when its ``.json`` exists. Killing the run at any point and running it again therefore redoes at most the clips
+that were in flight, never pays twice for a finished one, and cannot leave a duplicate or a half-written file.
+The dataset is assembled from the plan and the store at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from evoxtral.data import dataset as hub
+from evoxtral.data.backends import (
+    SAMPLING_RATE,
+    AudioCheck,
+    RetryPolicy,
+    SpeechBackend,
+    SynthesisError,
+    SynthesisRequest,
+    clip_key,
+    synthesize_checked,
+)
+from evoxtral.data.files import write_atomic
+from evoxtral.data.scripts import (
+    COMPOSERS,
+    DEFAULT_SLICE_FRACTIONS,
+    DOMAINS,
+    SPLITS,
+    TAG_SETS,
+    Script,
+    ScriptPlan,
+    generate_scripts,
+    load_scripts_file,
+    resolve_tag_set,
+)
+
+
+def _as_dict(value: dict | str | None) -> dict | None:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass
+class DataGenArguments:
+    """Every setting of a data generation run; YAML configs set them, command-line flags override."""
+
+    # Output
+    output_dir: str = field(default="outputs/data/tiny", metadata={"help": "Run folder (plan, dataset, hub folder)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Clip store; defaults to <output_dir>/clips."})
+    seed: int = 0
+
+    # Scripts
+    script_source: str = field(
+        default="templates", metadata={"help": "templates | random_words | llm | file (see data_gen/README.md)."}
+    )
+    scripts_file: str | None = field(default=None, metadata={"help": "JSON/JSONL records with tagged_text."})
+    num_clips: int = 96
+    tags: list[str] = field(
+        default_factory=lambda: ["original"],
+        metadata={"help": "Tag set: a named set (original, original_reported, all) or a list of vocabulary tags."},
+    )
+    min_support: int = field(default=1, metadata={"help": "Minimum occurrences of every tag in every split."})
+    slice_fractions: dict | str | None = field(default=None, metadata={"help": "JSON; default: the original mix."})
+    domains: list[str] = field(default_factory=lambda: list(DOMAINS))
+    split_ratios: dict | str | None = field(default=None, metadata={"help": "JSON; default 80/10/10."})
+    llm_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint for llm scripts."})
+    llm_model: str | None = None
+    llm_token_env: str = field(default="HF_TOKEN", metadata={"help": "Environment variable holding the LLM key."})
+    llm_max_attempts: int = 3
+
+    # Speech
+    backend: str = field(default="espeak", metadata={"help": "espeak (offline) | elevenlabs"})
+    voices: list[str] | None = field(default=None, metadata={"help": "Voices rotated over the clips."})
+    concurrency: int = field(default=2, metadata={"help": "Clips synthesised at once."})
+    max_attempts: int = field(default=4, metadata={"help": "Tries per clip on rate limits, errors, bad audio."})
+    retry_base_delay_s: float = 1.0
+    request_timeout_s: float = 120.0
+    render_overrides: dict | str | None = field(default=None, metadata={"help": "JSON: espeak-ng tag renderings."})
+    elevenlabs_model: str = "eleven_v3"
+    elevenlabs_base_url: str | None = field(default=None, metadata={"help": "API base URL (default: ElevenLabs)."})
+    output_format: str = "mp3_44100_128"
+    min_duration_s: float = 0.3
+
+    # Dataset and Hub
+    pretty_name: str = "Evoxtral tagged speech"
+    license: str = "apache-2.0"
+    push_to_hub: bool = False
+    hub_repo_id: str | None = None
+    private: bool = True
+    dry_run: bool = field(default=False, metadata={"help": "Write the folder a push would upload, push nothing."})
+
+    def __post_init__(self):
+        self.slice_fractions = _as_dict(self.slice_fractions) or dict(DEFAULT_SLICE_FRACTIONS)
+        self.split_ratios = _as_dict(self.split_ratios) or dict(zip(SPLITS, (0.8, 0.1, 0.1)))
+        self.render_overrides = _as_dict(self.render_overrides) or {}
+        if isinstance(self.tags, str):
+            self.tags = [self.tags]
+        if self.script_source not in (*COMPOSERS, "llm", "file"):
+            raise ValueError(f"script_source {self.script_source!r}: use templates, random_words, llm or file")
+        if self.script_source == "file" and not self.scripts_file:
+            raise ValueError("script_source: file needs scripts_file")
+        if self.push_to_hub and not self.hub_repo_id:
+            raise ValueError("push_to_hub needs hub_repo_id")
+
+    @property
+    def tag_set(self) -> list[str]:
+        named = len(self.tags) == 1 and self.tags[0] in TAG_SETS
+        return resolve_tag_set(self.tags[0] if named else self.tags)
+
+
+# --- The script plan ------------------------------------------------------------------------------------------
+
+
+def _plan_fingerprint(args: DataGenArguments) -> str:
+    shaping = {
+        key: getattr(args, key)
+        for key in ("seed", "script_source", "num_clips", "min_support", "slice_fractions", "domains", "split_ratios")
+    }
+    shaping["tags"] = args.tag_set
+    if args.script_source == "file":
+        shaping["scripts_file"] = hashlib.sha256(Path(args.scripts_file).read_bytes()).hexdigest()
+    if args.script_source == "llm":
+        shaping["llm"] = [args.llm_base_url, args.llm_model]
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_plan(args: DataGenArguments) -> ScriptPlan:
+    if args.script_source == "file":
+        return load_scripts_file(
+            args.scripts_file, seed=args.seed, split_ratios=args.split_ratios, tag_set=args.tag_set
+        )
+    if args.script_source == "llm":
+        from evoxtral.data.llm import LLMComposer
+
+        composer = LLMComposer(args.llm_base_url, args.llm_model, args.llm_token_env, args.llm_max_attempts)
+        source = "llm"
+    else:
+        composer, source = COMPOSERS[args.script_source], "template"
+    plan = generate_scripts(
+        args.num_clips,
+        args.tag_set,
+        seed=args.seed,
+        slice_fractions=args.slice_fractions,
+        domains=args.domains,
+        split_ratios=args.split_ratios,
+        min_support=args.min_support,
+        composer=composer,
+        source=source,
+    )
+    plan.rejected += [("llm answer", why) for why in getattr(composer, "rejected_answers", [])]
+    return plan
+
+
+def load_or_make_plan(args: DataGenArguments, output_dir: Path) -> ScriptPlan:
+    """The run's scripts: reused from ``scripts.jsonl`` while the shaping settings match, made otherwise."""
+    path, meta_path = output_dir / "scripts.jsonl", output_dir / "scripts.meta.json"
+    fingerprint = _plan_fingerprint(args)
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") == fingerprint:
+            scripts = [Script(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+            return ScriptPlan(scripts, [tuple(r) for r in meta["rejected"]], meta["fallbacks"])
+    plan = make_plan(args)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "".join(script.to_json() + "\n" for script in plan.scripts).encode("utf-8"))
+    meta = {"fingerprint": fingerprint, "rejected": plan.rejected, "fallbacks": plan.fallbacks}
+    write_atomic(meta_path, json.dumps(meta).encode())
+    return plan
+
+
+# --- The clip store -------------------------------------------------------------------------------------------
+
+
+class ClipStore:
+    """Finished clips by content hash: ``<key>.wav`` (16 kHz PCM) and ``<key>.json``, the latter marking done."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        # a run killed between writing and renaming leaves a temporary file: never a clip, safe to drop
+        for leftover in self.root.glob("*/*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.root / key[:2]
+        return folder / f"{key}.wav", folder / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        wav, meta = self._paths(key)
+        if not meta.exists() or not wav.exists():
+            return None
+        return json.loads(meta.read_text(encoding="utf-8"))
+
+    def put(self, key: str, audio, record: dict) -> dict:
+        wav, meta = self._paths(key)
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        sf.write(buffer, audio, SAMPLING_RATE, subtype="PCM_16", format="WAV")
+        write_atomic(wav, buffer.getvalue())
+        record = {**record, "key": key, "duration": round(audio.size / SAMPLING_RATE, 3)}
+        write_atomic(meta, json.dumps(record, ensure_ascii=False).encode("utf-8"))
+        return record
+
+    def wav_bytes(self, key: str) -> bytes:
+        return self._paths(key)[0].read_bytes()
+
+
+# --- The run ----------------------------------------------------------------------------------------------------
+
+
+def make_backend(args: DataGenArguments, cache_dir: Path) -> SpeechBackend:
+    if args.backend == "espeak":
+        from evoxtral.data.espeak import EspeakBackend
+
+        return EspeakBackend(args.voices, cache_dir / "sounds", args.render_overrides, args.concurrency)
+    if args.backend == "elevenlabs":
+        from evoxtral.data.elevenlabs_backend import ElevenLabsBackend
+
+        return ElevenLabsBackend(
+            args.voices, model_id=args.elevenlabs_model, output_format=args.output_format,
+            base_url=args.elevenlabs_base_url, concurrency=args.concurrency, timeout_s=args.request_timeout_s,
+        )  # fmt: skip
+    raise ValueError(f"backend {args.backend!r}: use espeak or elevenlabs")
+
+
+@dataclass
+class RunSummary:
+    output_dir: str
+    clips: dict[str, int] = field(default_factory=dict)
+    hours: dict[str, float] = field(default_factory=dict)
+    tag_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    synthesized: int = 0
+    reused: int = 0
+    failures: dict[str, str] = field(default_factory=dict)  # script id -> why
+    rejected_scripts: list[tuple[str, str]] = field(default_factory=list)
+    llm_fallbacks: int = 0
+    over_30s: int = 0
+    under_min_support: list[str] = field(default_factory=list)
+    dataset_path: str = ""
+    hub_folder: str | None = None
+    hub_url: str | None = None
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        total = sum(self.clips.values())
+        lines = [
+            f"Dataset: {total} clips, {sum(self.hours.values()):.3f} h in {self.seconds:.1f} s "
+            f"({self.synthesized} synthesised, {self.reused} reused from the clip store) -> {self.dataset_path}",
+        ]
+        for split, count in self.clips.items():
+            tags_text = ", ".join(f"{tag} {n}" for tag, n in sorted(self.tag_counts[split].items()))
+            lines.append(f"  {split}: {count} clips, {self.hours[split]:.3f} h; tags: {tags_text or 'none'}")
+        if self.over_30s:
+            lines.append(f"  {self.over_30s} clips over 30 s (kept, flagged in over_30s)")
+        if self.under_min_support:
+            lines.append("  below min_support: " + "; ".join(self.under_min_support))
+        if self.rejected_scripts:
+            lines.append(f"Rejected scripts: {len(self.rejected_scripts)}")
+            lines += [f"  {where}: {why}" for where, why in self.rejected_scripts[:10]]
+        if self.llm_fallbacks:
+            lines.append(f"LLM scripts replaced by template scripts after failing validation: {self.llm_fallbacks}")
+        if self.failures:
+            reasons = Counter(why for why in self.failures.values())
+            lines.append(f"Failed clips: {len(self.failures)} (skipped; a rerun retries them)")
+            lines += [f"  {n} x {why}" for why, n in reasons.most_common()]
+        if self.hub_folder:
+            lines.append(f"Hub folder: {self.hub_folder}" + (f" -> pushed to {self.hub_url}" if self.hub_url else ""))
+        return "\n".join(lines)
+
+
+def synthesize_all(
+    jobs: list[tuple[Script, SynthesisRequest, str]],
+    backend: SpeechBackend,
+    store: ClipStore,
+    policy: RetryPolicy,
+    check: AudioCheck,
+) -> tuple[int, dict[str, str]]:
+    """Synthesise the jobs not yet in the store, ``backend.concurrency`` at a time; returns (made, failures)."""
+    failures: dict[str, str] = {}
+    made = 0
+    pending = [job for job in jobs if store.get(job[2]) is None]
+
+    def work(job):
+        script, request, key = job
+        audio, attempts = synthesize_checked(backend, request, policy, check)
+        record = {"text": request.text, "voice": request.voice, "backend": backend.name, "attempts": attempts}
+        store.put(key, audio, record)
+
+    with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=f"speech ({backend.name})", unit="clip") as bar:
+        pool = ThreadPoolExecutor(max_workers=max(1, backend.concurrency))
+        try:
+            queue = iter(pending)
+            running = {}
+            # bounded submission: at most `concurrency` clips in flight, so an interrupt wastes little
+            for job in queue:
+                running[pool.submit(work, job)] = job
+                if len(running) >= backend.concurrency:
+                    break
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    script, _, _ = running.pop(future)
+                    try:
+                        future.result()
+                        made += 1
+                    except SynthesisError as error:
+                        failures[script.id] = str(error)
+                    bar.update(1)
+                    next_job = next(queue, None)
+                    if next_job is not None:
+                        running[pool.submit(work, next_job)] = next_job
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return made, failures
+
+
+def run(args: DataGenArguments) -> RunSummary:
+    started = time.perf_counter()
+    output_dir = Path(args.output_dir)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else output_dir / "clips"
+    plan = load_or_make_plan(args, output_dir)
+    backend = make_backend(args, cache_dir)
+    store = ClipStore(cache_dir)
+    voices = backend.voices
+    jobs = []
+    for index, script in enumerate(plan.scripts):
+        request = SynthesisRequest(script.tagged_text, voices[index % len(voices)])
+        jobs.append((script, request, clip_key(backend, request)))
+    made, failures = synthesize_all(
+        jobs,
+        backend,
+        store,
+        RetryPolicy(args.max_attempts, args.retry_base_delay_s),
+        AudioCheck(min_duration_s=args.min_duration_s),
+    )
+    rows = []
+    for script, request, key in jobs:
+        record = store.get(key)
+        if record is not None:
+            rows.append(
+                hub.ClipRow(
+                    script.id, script.split, store.wav_bytes(key), script.tagged_text, script.slice, script.domain,
+                    request.voice, backend.name, record["duration"],
+                )
+            )  # fmt: skip
+    if not rows:
+        raise RuntimeError(
+            f"no clip could be synthesised ({len(failures)} failures): " + "; ".join(set(failures.values()))
+        )
+    dataset = hub.build_dataset_dict(rows)
+    summary = RunSummary(output_dir=str(output_dir), synthesized=made, failures=failures)
+    summary.reused = len(rows) - made
+    summary.rejected_scripts, summary.llm_fallbacks = plan.rejected, plan.fallbacks
+    summary.dataset_path = str(hub.save_dataset(dataset, output_dir / "dataset"))
+    counts = hub.tag_counts_per_split(dataset)
+    for split, ds in dataset.items():
+        summary.clips[split] = len(ds)
+        summary.hours[split] = sum(ds["duration"]) / 3600
+        summary.tag_counts[split] = dict(counts[split])
+        summary.over_30s += sum(ds["over_30s"])
+        short = [f"{tag} {counts[split][tag]}" for tag in args.tag_set if counts[split][tag] < args.min_support]
+        if short:
+            summary.under_min_support.append(f"{split}: " + ", ".join(short))
+    if args.dry_run or args.push_to_hub:
+        card = hub.render_card(dataset, pretty_name=args.pretty_name, license=args.license, backend=backend.name)
+        summary.hub_folder = str(hub.write_hub_folder(dataset, output_dir / "hub", card))
+        if args.push_to_hub and not args.dry_run:
+            summary.hub_url = hub.push_to_hub(summary.hub_folder, args.hub_repo_id, private=args.private)
+    summary.seconds = time.perf_counter() - started
+    write_atomic(output_dir / "summary.json", json.dumps(asdict(summary), indent=2).encode())
+    return summary

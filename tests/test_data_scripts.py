@@ -1,0 +1,186 @@
+import json
+import random
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from evoxtral import tags as vocab
+from evoxtral.data import scripts as sc
+
+LEARNING_TAGS = ["whispers", "shouts", "sad", "pause", "laughs", "excited"]
+
+
+def test_slices_domains_and_per_split_tag_support():
+    plan = sc.generate_scripts(200, "original", seed=3, min_support=2)
+    assert not plan.rejected and len(plan.scripts) == 200
+    assert Counter(s.slice for s in plan.scripts) == {
+        "plain": 50,
+        "light": 50,
+        "moderate": 50,
+        "dense": 30,
+        "edge": 20,
+    }
+    assert set(Counter(s.domain for s in plan.scripts).values()) == {25}  # 200 clips over 8 domains
+    support = sc.tag_support(plan.scripts)
+    assert set(support) == set(sc.SPLITS)
+    for split, counter in support.items():
+        assert set(counter) == set(sc.INTENDED_ORIGINAL_TAGS), split
+        assert min(counter.values()) >= 2, (split, counter)
+        # the rest is dealt evenly: no tag more than one occurrence above another
+        assert max(counter.values()) - min(counter.values()) <= 1, (split, counter)
+    for script in plan.scripts:
+        density = sc.SLICES[script.slice]
+        assert density.min_tags <= len(script.tags) <= density.max_tags, script
+        assert sc.validate_script(script.tagged_text, allowed_tags=sc.INTENDED_ORIGINAL_TAGS) == []
+        assert vocab.strip_tags(script.tagged_text) != ""
+
+
+def test_edge_scripts_have_back_to_back_and_boundary_tags():
+    plan = sc.generate_scripts(120, "original", seed=5)
+    edge = [s for s in plan.scripts if s.slice == "edge"]
+    assert len(edge) == 12
+    for script in edge:
+        positions = [span.word_index for span in vocab.extract_tags(script.tagged_text)]
+        assert positions[0] == 0, script.tagged_text
+        assert any(a == b for a, b in zip(positions, positions[1:])), script.tagged_text
+
+
+def test_templates_use_emphasis_and_ellipses():
+    texts = [s.tagged_text for s in sc.generate_scripts(200, "original", seed=1).scripts]
+    assert sum(bool(vocab.emphasis_words(t)) for t in texts) > 40
+    assert sum("..." in t for t in texts) > 20
+
+
+def test_generation_is_seeded():
+    first = sc.generate_scripts(60, "original", seed=7).scripts
+    assert first == sc.generate_scripts(60, "original", seed=7).scripts
+    assert [s.tagged_text for s in first] != [
+        s.tagged_text for s in sc.generate_scripts(60, "original", seed=8).scripts
+    ]
+
+
+def test_stratified_split_exact_sizes_and_per_stratum_proportions():
+    strata = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
+    labels = sc.stratified_split(strata, {"train": 0.8, "validation": 0.1, "test": 0.1}, seed=0)
+    assert Counter(labels) == {"train": 80, "validation": 10, "test": 10}
+    for stratum, size in (("a", 50), ("b", 30), ("c", 20)):
+        counts = Counter(label for label, s in zip(labels, strata) if s == stratum)
+        assert abs(counts["train"] - 0.8 * size) <= 1 and abs(counts["test"] - 0.1 * size) <= 1, (stratum, counts)
+    assert labels == sc.stratified_split(strata, {"train": 0.8, "validation": 0.1, "test": 0.1}, seed=0)
+    assert labels != sc.stratified_split(strata, {"train": 0.8, "validation": 0.1, "test": 0.1}, seed=1)
+
+
+def test_infeasible_min_support_is_a_clear_error():
+    with pytest.raises(ValueError, match="min_support"):
+        sc.generate_scripts(20, "all", seed=0, min_support=2)
+
+
+def test_validation_rejects_each_kind_of_bad_script():
+    assert sc.validate_script("[sighs] Fine, let's go.", expected_tags=["sighs"]) == []
+    assert any("unknown" in p for p in sc.validate_script("[strong French accent] Bonjour."))
+    assert any("never closed" in p for p in sc.validate_script("[sighs Fine, let's go."))
+    assert any("expected tags" in p for p in sc.validate_script("[sighs] Fine.", expected_tags=["sighs", "laughs"]))
+    assert any("expected tags" in p for p in sc.validate_script("[sighs] Fine. [sighs]", expected_tags=["sighs"]))
+    assert any("outside" in p for p in sc.validate_script("[sings] La la.", allowed_tags=["sighs"]))
+    assert any("slice 'light'" in p for p in sc.validate_script("[sighs] A [laughs] b [gasps] c.", slice_name="light"))
+    assert any("no words" in p for p in sc.validate_script("[sighs] [laughs]"))
+    assert any("colour" in p for p in sc.validate_script("Fine, let's go. [whispers]"))
+    assert sc.validate_script("") == ["empty script"]
+
+
+def test_random_word_scripts_cannot_give_tags_away():
+    plan = sc.generate_scripts(
+        300, LEARNING_TAGS, seed=2, composer=sc.compose_from_random_words,
+        slice_fractions={"plain": 0.2, "light": 0.4, "moderate": 0.4}, min_support=10,
+    )  # fmt: skip
+    bank = set(sc.neutral_words())
+    assert not any(vocab.is_known_tag(word) for word in bank)
+    words_by_tag: dict[str, Counter] = {}
+    for script in plan.scripts:
+        words = vocab.strip_tags(script.tagged_text).replace(".", "").split()
+        assert set(words) <= bank, script.tagged_text
+        for tag in script.tags:
+            words_by_tag.setdefault(tag, Counter()).update(words)
+    for counter in sc.tag_support(plan.scripts).values():
+        assert min(counter[tag] for tag in LEARNING_TAGS) >= 10
+    # the words next to each tag are drawn from the whole bank, not a tag-specific subset
+    for tag, counter in words_by_tag.items():
+        assert len(counter) > 0.8 * len(bank), tag
+
+
+def test_scripts_file_reports_and_skips_bad_records(tmp_path):
+    path = tmp_path / "scripts.jsonl"
+    records = [
+        {"tagged_text": "[sighs] I can't believe it."},
+        {"tagged_text": "Plain words only.", "domain": "voicemail"},
+        {"tagged_text": "[nervous] So... [stammers] I was thinking [laughs nervously]", "slice": "moderate"},
+        {"tagged_text": "[sighs I can't believe it."},
+        {"tagged_text": "[strong accent] Hello."},
+        {"text": "no tagged_text here"},
+        {"tagged_text": "[sighs] one [laughs] two [gasps] three.", "slice": "light"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\nnot json\n")
+    plan = sc.load_scripts_file(path, seed=0)
+    assert len(plan.scripts) == 3 and len(plan.rejected) == 5
+    assert [s.slice for s in plan.scripts] == ["light", "plain", "moderate"]
+    reasons = " | ".join(why for _, why in plan.rejected)
+    for expected in ("never closed", "unknown tags", "no 'tagged_text'", "not JSON", "slice 'light'"):
+        assert expected in reasons
+    as_json = tmp_path / "scripts.json"
+    as_json.write_text(json.dumps({"scripts": records}))
+    assert [s.tagged_text for s in sc.load_scripts_file(as_json).scripts] == [s.tagged_text for s in plan.scripts]
+
+
+class _ChatServer:
+    """An OpenAI-compatible /chat/completions endpoint answering from a list, then repeating its last answer."""
+
+    def __init__(self, answers):
+        self.answers, self.requests = list(answers), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                answer = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
+                body = json.dumps({
+                    "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": answer}}],
+                }).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+
+def test_llm_scripts_are_validated_retried_and_fall_back(monkeypatch):
+    from huggingface_hub import constants
+
+    from evoxtral.data.llm import LLMComposer
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    request = sc.ComposeRequest("voicemail", ["sighs", "laughs"], "light")
+    server = _ChatServer(["[sighs] Hi [giggle snort] there.", "[sighs] Hi... it's ME. [laughs]"])
+    composer = LLMComposer(server.url, "any-model", max_attempts=3)
+    assert composer(request, random.Random(0)) == "[sighs] Hi... it's ME. [laughs]"
+    assert len(server.requests) == 2 and "unknown tags" in composer.rejected_answers[0]
+    assert "invalid" in server.requests[1]["messages"][-1]["content"]
+
+    stubborn = _ChatServer(["[sighs] only one tag."])
+    composer = LLMComposer(stubborn.url, "any-model", max_attempts=2)
+    plan = sc.generate_scripts(10, ["sighs", "laughs"], seed=0, composer=composer, source="llm")
+    tagged = [s for s in plan.scripts if s.tags]
+    assert plan.fallbacks == len([s for s in plan.scripts if s.source == "template"]) > 0
+    assert all(sc.validate_script(s.tagged_text, expected_tags=s.tags) == [] for s in tagged)
+    server.server.shutdown()
+    stubborn.server.shutdown()
