@@ -188,13 +188,14 @@ def add_sequence_lengths(
     row whose audio does not decode gets length 0 (the collator skips it anyway).
     """
 
-    def compute(example):
+    def compute(audio_value, text=None):
         try:
-            audio = decode_audio_value(example[collator.audio_column])
+            audio = decode_audio_value(audio_value)
         except AudioDecodeError:
             return {length_column: 0}
-        prompt = collator.prompt_ids(num_chunks(len(audio)))
-        target = [] if collator.text_column is None else collator.target_ids(example[collator.text_column])
-        return {length_column: len(prompt) + len(target)}
+        target = [] if text is None else collator.target_ids(text)
+        return {length_column: len(collator.prompt_ids(num_chunks(len(audio)))) + len(target)}
 
-    return dataset.map(compute, num_proc=num_proc, desc="Sequence lengths")
+    # Only the audio and text columns are read: precomputed features would be slow to load for nothing.
+    columns = [collator.audio_column] + ([collator.text_column] if collator.text_column else [])
+    return dataset.map(compute, input_columns=columns, num_proc=num_proc, desc="Sequence lengths")

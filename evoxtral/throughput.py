@@ -15,23 +15,26 @@ convention overstates the work a LoRA step needs by up to a third: read MFU as a
 from __future__ import annotations
 
 import gc
+import io
 import json
 import platform
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import psutil
+import soundfile as sf
 import torch
 import transformers
 from transformers import GenerationConfig, VoxtralConfig, VoxtralForConditionalGeneration
 from trl.trainer.utils import compute_flops_per_token, get_peak_flops
 
+from evoxtral import tags
 from evoxtral.audio import SAMPLING_RATE
 from evoxtral.modeling import load_model_and_processor
 from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor
@@ -79,6 +82,39 @@ def noise_clips(count: int, seconds: float, seed: int = 0) -> list[np.ndarray]:
     return [rng.uniform(-0.3, 0.3, int(seconds * SAMPLING_RATE)).astype(np.float32) for _ in range(count)]
 
 
+_WORDS = (
+    "so I was thinking maybe we could try that new restaurant downtown if you are free this weekend honestly "
+    "it is fine well OK the TV was on and REALLY nobody NEVER listens to me anyway"
+).split()
+
+
+def tagged_transcripts(count: int, mean_words: int, seed: int = 0) -> list[str]:
+    """Transcripts in the dataset's style (words, ~1 tag in 8, CAPITALISED emphasis) of 0.5-1.5 x `mean_words`."""
+    rng = np.random.default_rng(seed)
+    texts = []
+    for _ in range(count):
+        words = []
+        for _ in range(int(rng.integers(mean_words // 2, mean_words * 3 // 2 + 1))):
+            if rng.random() < 0.125:
+                words.append(f"[{rng.choice(tags.ORIGINAL_TAGS)}]")
+            words.append(str(rng.choice(_WORDS)))
+        texts.append(" ".join(words))
+    return texts
+
+
+def save_speech_dataset(folder: str | Path, clips: list[np.ndarray], texts: list[str]) -> Path:
+    """A `train` split of WAV clips (`audio`, undecoded) and transcripts (`tagged_text`), as `make data` saves it."""
+    audio = []
+    for clip in clips:
+        buffer = io.BytesIO()
+        sf.write(buffer, clip, SAMPLING_RATE, format="WAV")
+        audio.append({"bytes": buffer.getvalue(), "path": None})
+    table = datasets.Dataset.from_dict({"audio": audio, "tagged_text": texts})
+    table = table.cast_column("audio", datasets.Audio(sampling_rate=SAMPLING_RATE, decode=False))
+    datasets.DatasetDict(train=table).save_to_disk(str(folder))
+    return Path(folder)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Timing and memory
 
@@ -91,46 +127,56 @@ class Timing:
 
 
 def timed(function: Callable[[], Any], device: torch.device) -> Timing:
-    """Wall time and peak memory of `function()`: CUDA allocator peak on GPU, sampled process RSS elsewhere."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        start = time.perf_counter()
-        result = function()
-        torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
-        return Timing(seconds, torch.cuda.max_memory_allocated(device) / GIB, result)
-    with _peak_rss() as peak:
-        start = time.perf_counter()
-        result = function()
-        seconds = time.perf_counter() - start
-    return Timing(seconds, peak["bytes"] / GIB, result)
-
-
-def memory_measure(device: torch.device) -> str:
-    if device.type == "cuda":
-        return "torch.cuda.max_memory_allocated"
-    return "peak resident memory of the whole process, sampled every 5 ms"
-
-
-@contextmanager
-def _peak_rss():
-    process = psutil.Process()
-    peak = {"bytes": process.memory_info().rss}
-    stop = threading.Event()
-
-    def sample():
-        while not stop.wait(RSS_SAMPLE_SECONDS):
-            peak["bytes"] = max(peak["bytes"], process.memory_info().rss)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    """Wall time and peak memory of `function()`."""
+    memory = PeakMemory(device)
+    memory.start()
+    start = time.perf_counter()
     try:
-        yield peak
+        result = function()
     finally:
-        stop.set()
-        sampler.join()
-        peak["bytes"] = max(peak["bytes"], process.memory_info().rss)
+        peak_gib = memory.stop()
+    return Timing(time.perf_counter() - start, peak_gib, result)
+
+
+class PeakMemory:
+    """Peak memory between `start()` and `stop()`: the CUDA allocator's peak on GPU, else the process's resident
+    memory sampled every few milliseconds. `stop()` waits for queued CUDA work, so timings around it are real."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._stop = threading.Event()
+        self._peak_bytes = 0
+
+    @property
+    def description(self) -> str:
+        if self.device.type == "cuda":
+            return "torch.cuda.max_memory_allocated"
+        return "peak resident memory of the whole process, sampled every 5 ms"
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        process = psutil.Process()
+        self._peak_bytes = process.memory_info().rss
+        self._stop.clear()
+
+        def sample():
+            while not self._stop.wait(RSS_SAMPLE_SECONDS):
+                self._peak_bytes = max(self._peak_bytes, process.memory_info().rss)
+
+        self._sampler = threading.Thread(target=sample, daemon=True)
+        self._sampler.start()
+
+    def stop(self) -> float:
+        """Peak in GiB."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) / GIB
+        self._stop.set()
+        self._sampler.join()
+        return max(self._peak_bytes, psutil.Process().memory_info().rss) / GIB
 
 
 def measure(
@@ -243,7 +289,7 @@ def write_report(path: str | Path, bench: str, settings: dict[str, Any], rows: l
     report = {
         "bench": bench,
         "environment": environment(device),
-        "memory_measure": memory_measure(device),
+        "memory_measure": PeakMemory(device).description,
         "settings": settings,
         "rows": [asdict(row) for row in rows],
     }
