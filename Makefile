@@ -82,9 +82,12 @@ serve: install
 eval: install
 	$(OFFLINE) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
 
-# Speed of the shared cores, each against a same-run baseline.
+# Speed of the shared cores, each against a same-run baseline. The SFT and sampling benches run at Voxtral-Mini-3B
+# shapes on a GPU (random weights) and as a --tiny smoke check on a CPU; JSON reports in $(OUT)/bench.
 bench: install
 	$(OFFLINE) $(PY) bench/metrics_speed.py
+	$(OFFLINE) $(PY) bench/sft_throughput.py --output $(OUT)/bench/sft_throughput.json
+	$(OFFLINE) $(PY) bench/sample_throughput.py --output $(OUT)/bench/sample_throughput.json
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

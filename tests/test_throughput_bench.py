@@ -49,3 +49,20 @@ def test_sample_throughput_tiny(evoxtral_cache, tmp_path, one_thread, capsys):
     report = check_report(output, "sample_throughput", "tokens/s")
     assert report["settings"]["prompt_tokens"] > 375  # one chunk's audio placeholders plus the request's tokens
     assert "| baseline |" in capsys.readouterr().out
+
+
+def test_sft_throughput_tiny(evoxtral_cache, tmp_path, one_thread):
+    output = tmp_path / "sft.json"
+    load_bench("sft_throughput").main(
+        ["--tiny", "--measure_steps", "1", "--peak_tflops", "0.1", "--output", str(output)]
+    )
+    report = check_report(output, "sft_throughput", "samples/s")
+    rows = {row["role"]: row for row in report["rows"]}
+    # The baseline really ran the original's settings and the fast row the fast paths, through the recipe.
+    original = {"samples_per_step": 16, "activation_checkpointing": True, "lora_on_audio_encoder": True}
+    assert {name: rows["baseline"]["settings"][name] for name in original} == original
+    assert rows["baseline"]["settings"]["audio_encoder_cache"] is False
+    assert rows["fast"]["settings"]["audio_encoder_cache"] is True
+    assert rows["fast"]["settings"]["activation_checkpointing"] is False
+    assert rows["fast"]["settings"]["train_sampling_strategy"] == "group_by_length"
+    assert report["settings"]["mean_sequence_tokens"] > report["settings"]["prompt_tokens"] > 375
