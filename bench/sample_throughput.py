@@ -26,7 +26,9 @@ from evoxtral.inference import transcribe
 from evoxtral.sampling import sample_transcripts
 from evoxtral.throughput import (
     BenchRow,
+    add_bench_arguments,
     bench_model_and_processor,
+    fill_shape_defaults,
     measure,
     noise_clips,
     peak_flops,
@@ -43,7 +45,7 @@ DEFAULTS = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="evoxtral-tiny (default on CPU): a smoke check")
+    add_bench_arguments(parser, "sample_throughput")
     parser.add_argument("--num_clips", type=int, help="clips sampled per row (real: 256, tiny: 4)")
     parser.add_argument("--clip_seconds", type=float, help="length of every clip (real: 20 s = one 30 s chunk)")
     parser.add_argument("--k", type=int, help="samples per clip (real: 4)")
@@ -52,18 +54,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--baseline_batch_size", type=int, help="clips per generate call on the baseline (real: 64)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--top_p", type=float, default=0.9)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", help="default: cuda when there is one, except with --tiny")
     parser.add_argument("--dtype", help="default: bfloat16 on CUDA, float32 elsewhere")
     parser.add_argument("--attn_implementation", default="sdpa")
-    parser.add_argument("--peak_tflops", type=float, help="dense peak of the device; default: TRL's table (GPUs)")
     parser.add_argument("--skip_baseline", action="store_true", help="fast path only (the baseline is slow)")
-    parser.add_argument("--output", default="outputs/bench/sample_throughput.json")
     args = parser.parse_args(argv)
-    args.device = torch.device(args.device)
+    args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu"))
     args.tiny = args.tiny or args.device.type == "cpu"
-    for name, value in DEFAULTS["tiny" if args.tiny else "real"].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    fill_shape_defaults(args, DEFAULTS)
     args.dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.type == "cuda" else "float32"))
     return args
 

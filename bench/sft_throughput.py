@@ -40,6 +40,8 @@ from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor, load_proce
 from evoxtral.throughput import (
     BenchRow,
     PeakMemory,
+    add_bench_arguments,
+    fill_shape_defaults,
     full_size_voxtral_config,
     noise_clips,
     peak_flops,
@@ -92,7 +94,7 @@ BENCH_SETTINGS = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="evoxtral-tiny and recipes/tiny/sft.yaml (default on CPU)")
+    add_bench_arguments(parser, "sft_throughput")
     parser.add_argument("--recipe", type=Path, help="recipe YAML of the fast rows (real: config_lora.yaml)")
     parser.add_argument("--clip_seconds", type=float, help="length of every clip (real: 20 s = one 30 s chunk)")
     parser.add_argument("--mean_words", type=int, help="mean transcript length in words (real: 60, ~100 tokens)")
@@ -100,13 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--measure_steps", type=int, help="optimizer steps timed (real: 10)")
     parser.add_argument("--batch_sizes", type=int, nargs="*", default=[], help="extra rows: the recipe at these sizes")
     parser.add_argument("--skip_baseline", action="store_true", help="recipe rows only (the baseline is slow)")
-    parser.add_argument("--peak_tflops", type=float, help="dense peak of the device; default: TRL's table (GPUs)")
-    parser.add_argument("--output", default="outputs/bench/sft_throughput.json")
     args = parser.parse_args(argv)
     args.tiny = args.tiny or not torch.cuda.is_available()
-    for name, value in DEFAULTS["tiny" if args.tiny else "real"].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    fill_shape_defaults(args, DEFAULTS)
     if args.warmup_steps < 1 or args.measure_steps < 1:
         parser.error("--warmup_steps and --measure_steps must be at least 1")
     return args

@@ -14,6 +14,7 @@ convention overstates the work a LoRA step needs by up to a third: read MFU as a
 
 from __future__ import annotations
 
+import argparse
 import gc
 import io
 import json
@@ -44,12 +45,9 @@ GIB = 1024**3
 RSS_SAMPLE_SECONDS = 0.005
 
 
-def full_size_voxtral_config(attn_implementation: str | None = None) -> VoxtralConfig:
+def full_size_voxtral_config() -> VoxtralConfig:
     """Voxtral-Mini-3B-2507's architecture (the defaults of `VoxtralConfig`, plus its audio token id)."""
-    config = VoxtralConfig(audio_token_id=AUDIO_TOKEN_ID)
-    if attn_implementation:
-        config._attn_implementation = attn_implementation
-    return config
+    return VoxtralConfig(audio_token_id=AUDIO_TOKEN_ID)
 
 
 def bench_model_and_processor(
@@ -66,9 +64,10 @@ def bench_model_and_processor(
         return load_model_and_processor(
             TINY_MODEL_NAME, dtype=dtype, device=device, attn_implementation=attn_implementation, trainable=trainable
         )
-    config = full_size_voxtral_config(attn_implementation)
-    with torch.device(device):
-        model = VoxtralForConditionalGeneration._from_config(config, dtype=dtype)
+    config = full_size_voxtral_config()
+    attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    with torch.device(device):  # initialised where it runs: 4.7B parameters are slow to initialise on a CPU
+        model = VoxtralForConditionalGeneration._from_config(config, dtype=dtype, **attention)
     model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=PAD_TOKEN_ID)
     model.train(trainable)
     model.requires_grad_(trainable)
@@ -113,6 +112,23 @@ def save_speech_dataset(folder: str | Path, clips: list[np.ndarray], texts: list
     table = table.cast_column("audio", datasets.Audio(sampling_rate=SAMPLING_RATE, decode=False))
     datasets.DatasetDict(train=table).save_to_disk(str(folder))
     return Path(folder)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser, bench: str) -> None:
+    """The options every throughput bench takes."""
+    parser.add_argument(
+        "--tiny", action="store_true", help="evoxtral-tiny on CPU (default without CUDA): a smoke check"
+    )
+    parser.add_argument("--peak_tflops", type=float, help="dense peak of the device; default: TRL's table (GPUs)")
+    parser.add_argument("--output", default=f"outputs/bench/{bench}.json", help="JSON report")
+
+
+def fill_shape_defaults(args: argparse.Namespace, defaults: dict[str, dict[str, Any]]) -> argparse.Namespace:
+    """Options left unset take the defaults of the chosen shapes: `defaults["tiny"]` or `defaults["real"]`."""
+    for name, value in defaults["tiny" if args.tiny else "real"].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
 
 
 # ---------------------------------------------------------------------------------------------------------------
