@@ -94,6 +94,13 @@ class VoxtralSFTArguments:
         default=True, metadata={"help": "Continue from the last checkpoint in output_dir when there is one."}
     )
 
+    def __post_init__(self):
+        if self.audio_encoder_cache and self.lora_on_audio_encoder:
+            raise ValueError(
+                "audio_encoder_cache needs a frozen audio encoder, and lora_on_audio_encoder trains it: its outputs "
+                "are computed once, before training. Turn one of them off."
+            )
+
 
 SFT_ARGUMENT_TYPES = (ScriptArguments, SFTConfig, ModelConfig, DatasetMixtureConfig, VoxtralSFTArguments)
 
@@ -189,21 +196,62 @@ def prepare_sft_dataset(
     return dataset
 
 
-def _with_audio_encoder_states(
-    dataset: datasets.Dataset, model, processor, training_args: SFTConfig, sft_args: VoxtralSFTArguments
-) -> datasets.Dataset:
-    """The dataset with the frozen encoder's output per row, computed on the training device."""
-    audio_encoder(model).to(training_args.device)
-    # Under several processes the first computes and writes the cache files; the others read them.
-    with training_args.main_process_first(desc="audio encoder states"):
-        return add_audio_encoder_states(
-            dataset,
-            model,
-            processor,
-            audio_column=sft_args.audio_column,
-            features_column=FEATURES_COLUMN if FEATURES_COLUMN in dataset.column_names else None,
-            batch_size=training_args.per_device_eval_batch_size,
+def add_fast_path_columns(
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset | None,
+    model,
+    processor,
+    training_args: SFTConfig,
+    model_args: ModelConfig,
+    sft_args: VoxtralSFTArguments,
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The columns the throughput options read: each row's length for a length-grouped sampler, and the frozen
+    audio encoder's output for `audio_encoder_cache` (which also lets the model take it in place of log-mel
+    features)."""
+    if training_args.train_sampling_strategy in LENGTH_GROUPED_SAMPLERS:
+        if training_args.length_column_name not in train_dataset.column_names:
+            collator = VoxtralTranscriptionCollator(
+                processor,
+                audio_column=sft_args.audio_column,
+                text_column=sft_args.text_column,
+                language=sft_args.language,
+            )
+            train_dataset = add_sequence_lengths(
+                train_dataset,
+                collator,
+                length_column=training_args.length_column_name,
+                num_proc=training_args.dataset_num_proc,
+            )
+    if not sft_args.audio_encoder_cache:
+        return train_dataset, eval_dataset
+    if not model_args.use_peft and not sft_args.freeze_audio_encoder:
+        raise ValueError(
+            "audio_encoder_cache needs a frozen audio encoder: keep freeze_audio_encoder in full fine-tuning"
         )
+    accept_audio_encoder_states(model)
+    audio_encoder(model).to(training_args.device)  # where training will run
+    with_states = []
+    for dataset in (train_dataset, eval_dataset):
+        if dataset is not None:
+            # Under several processes the first computes and writes the cache files; the others read them.
+            with training_args.main_process_first(desc="audio encoder states"):
+                dataset = add_audio_encoder_states(
+                    dataset,
+                    model,
+                    processor,
+                    audio_column=sft_args.audio_column,
+                    features_column=FEATURES_COLUMN if FEATURES_COLUMN in dataset.column_names else None,
+                    batch_size=training_args.per_device_eval_batch_size,
+                )
+        with_states.append(dataset)
+    return with_states[0], with_states[1]
+
+
+def precomputed_features_column(dataset: datasets.Dataset) -> str | None:
+    """The column the collator takes in place of decoding audio: encoder states, else log-mel features."""
+    return next(
+        (column for column in (ENCODER_STATES_COLUMN, FEATURES_COLUMN) if column in dataset.column_names), None
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,37 +383,15 @@ def build_sft_trainer(
     training_args.max_length = None
     set_seed(training_args.seed)
 
-    if sft_args.audio_encoder_cache and (
-        sft_args.lora_on_audio_encoder or (not model_args.use_peft and not sft_args.freeze_audio_encoder)
-    ):
-        raise ValueError(
-            "audio_encoder_cache needs a frozen audio encoder: its outputs are computed once, before training; "
-            "turn off lora_on_audio_encoder (or keep freeze_audio_encoder in full fine-tuning)"
-        )
     model, processor = load_sft_model(model_args, sft_args)
-    collator = VoxtralTranscriptionCollator(
-        processor, audio_column=sft_args.audio_column, text_column=sft_args.text_column, language=sft_args.language
-    )
     train_rows, eval_rows = load_sft_splits(script_args, mixture, training_args.seed)
     num_proc = training_args.dataset_num_proc
     train_dataset = prepare_sft_dataset(train_rows, sft_args, processor, sft_args.max_train_samples, num_proc)
     eval_dataset = None
     if eval_rows is not None and training_args.eval_strategy != "no":
         eval_dataset = prepare_sft_dataset(eval_rows, sft_args, processor, sft_args.max_eval_samples, num_proc)
-    if (
-        training_args.train_sampling_strategy in LENGTH_GROUPED_SAMPLERS
-        and training_args.length_column_name not in train_dataset.column_names
-    ):
-        train_dataset = add_sequence_lengths(
-            train_dataset, collator, length_column=training_args.length_column_name, num_proc=num_proc
-        )
-    if sft_args.audio_encoder_cache:
-        accept_audio_encoder_states(model)
-        train_dataset = _with_audio_encoder_states(train_dataset, model, processor, training_args, sft_args)
-        if eval_dataset is not None:
-            eval_dataset = _with_audio_encoder_states(eval_dataset, model, processor, training_args, sft_args)
-    collator.features_column = next(
-        (column for column in (ENCODER_STATES_COLUMN, FEATURES_COLUMN) if column in train_dataset.column_names), None
+    train_dataset, eval_dataset = add_fast_path_columns(
+        train_dataset, eval_dataset, model, processor, training_args, model_args, sft_args
     )
 
     trainer = SFTTrainer(
@@ -374,7 +400,13 @@ def build_sft_trainer(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processor,
-        data_collator=collator,
+        data_collator=VoxtralTranscriptionCollator(
+            processor,
+            audio_column=sft_args.audio_column,
+            text_column=sft_args.text_column,
+            features_column=precomputed_features_column(train_dataset),
+            language=sft_args.language,
+        ),
         peft_config=voxtral_lora_config(model_args, sft_args),
     )
     generation_eval = None
