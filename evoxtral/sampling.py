@@ -68,7 +68,13 @@ def sample_transcripts(
     static_cache = on_cuda if static_cache is None else static_cache
     compile_decode = static_cache and on_cuda if compile_decode is None else compile_decode
     collator = VoxtralTranscriptionCollator(
-        processor, text_column=None, padding_side="left", language=language, skip_bad_audio=False
+        processor,
+        text_column=None,
+        padding_side="left",
+        language=language,
+        skip_bad_audio=False,
+        # The log-mel front end runs on the GPU too: on the CPU, one clip at a time, it would hold up the decoding.
+        feature_device=str(model.device) if on_cuda else "cpu",
     )
     generate_kwargs.update(
         do_sample=True,
