@@ -209,19 +209,21 @@ def add_fast_path_columns(
     audio encoder's output for `audio_encoder_cache` (which also lets the model take it in place of log-mel
     features)."""
     if training_args.train_sampling_strategy in LENGTH_GROUPED_SAMPLERS:
-        if training_args.length_column_name not in train_dataset.column_names:
-            collator = VoxtralTranscriptionCollator(
-                processor,
-                audio_column=sft_args.audio_column,
-                text_column=sft_args.text_column,
-                language=sft_args.language,
-            )
-            train_dataset = add_sequence_lengths(
-                train_dataset,
+        collator = VoxtralTranscriptionCollator(
+            processor, audio_column=sft_args.audio_column, text_column=sft_args.text_column, language=sft_args.language
+        )
+        # The Trainer groups evaluation batches by length too (group_by_length), so both splits need the column.
+        train_dataset, eval_dataset = (
+            add_sequence_lengths(
+                dataset,
                 collator,
                 length_column=training_args.length_column_name,
                 num_proc=training_args.dataset_num_proc,
             )
+            if dataset is not None and training_args.length_column_name not in dataset.column_names
+            else dataset
+            for dataset in (train_dataset, eval_dataset)
+        )
     if not sft_args.audio_encoder_cache:
         return train_dataset, eval_dataset
     if not model_args.use_peft and not sft_args.freeze_audio_encoder:

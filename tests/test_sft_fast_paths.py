@@ -154,3 +154,13 @@ def test_group_by_length_samples_by_the_collated_lengths(speech_dataset, tmp_pat
     assert list(sampler.lengths) == lengths
     assert max(lengths) - min(lengths) > 300  # two-chunk clips among one-chunk ones: lengths worth grouping
     assert sorted(iter(sampler)) == list(range(len(lengths)))  # every row once an epoch
+
+
+def test_fast_paths_together_evaluate(speech_dataset, tmp_path):
+    """Evaluation batches are length-grouped too and read the cached states: the eval split needs both columns."""
+    trainer = build(
+        speech_dataset, tmp_path, "--audio_encoder_cache", "true", "--train_sampling_strategy", "group_by_length",
+        "--eval_strategy", "steps", "--dataset_test_split", "train", "--per_device_eval_batch_size", "2",
+    )  # fmt: skip
+    assert {"length", ENCODER_STATES_COLUMN} <= set(trainer.eval_dataset.column_names)
+    assert torch.isfinite(torch.tensor(trainer.evaluate()["eval_loss"]))
