@@ -160,6 +160,7 @@ def measure_recipe(
     device = training_args.device
     clock = StepClock(warmup_steps, warmup_steps + measure_steps, device)
     setup = time.perf_counter()
+    trainer = None
     try:
         trainer, _ = build_sft_trainer(script_args, training_args, model_args, mixture, sft_args)
         row.settings["setup_seconds"] = round(time.perf_counter() - setup, 2)
@@ -171,6 +172,8 @@ def measure_recipe(
         row.error = "out of memory"
         return device
     finally:
+        if trainer is not None:  # the next row needs the memory: drop the accelerator's references too
+            trainer.accelerator.free_memory()
         trainer = None
         gc.collect()
         if device.type == "cuda":
