@@ -135,9 +135,12 @@ $(DEMO_EVAL): $(DEMO_RAFT) recipes/tiny/eval.yaml
 	@if [ -e $@ ]; then rm -rf $(dir $@)predictions; fi
 	$(MAKE) --no-print-directory eval EVAL_RECIPE=recipes/tiny/eval.yaml
 
-# Speed of the shared cores, each against a same-run baseline.
+# Speed of the shared cores, each against a same-run baseline. The SFT and sampling benches run at Voxtral-Mini-3B
+# shapes on a GPU (random weights) and as a --tiny smoke check on a CPU; JSON reports in $(OUT)/bench.
 bench: install
 	$(OFFLINE) $(PY) bench/metrics_speed.py
+	$(OFFLINE) $(PY) bench/sft_throughput.py --output $(OUT)/bench/sft_throughput.json
+	$(OFFLINE) $(PY) bench/sample_throughput.py --output $(OUT)/bench/sample_throughput.json
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -18,6 +18,7 @@ install_requires = [
     "rapidfuzz>=3",  # jiwer's edit-distance engine, called directly by the metric core for speed
     "soundfile>=0.13",
     "numpy<2.4",
+    "psutil",  # peak memory of CPU runs in the throughput benches
     "pyyaml",
     "tqdm",
     "matplotlib",

@@ -19,7 +19,7 @@ import torch
 from datasets import Array3D, Dataset
 from transformers import VoxtralProcessor
 
-from evoxtral.audio import CHUNK_SAMPLES, SAMPLING_RATE, AudioDecodeError, decode_audio_value
+from evoxtral.audio import CHUNK_SAMPLES, SAMPLING_RATE, AudioDecodeError, decode_audio_value, num_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +27,12 @@ IGNORE_INDEX = -100
 FEATURES_COLUMN = "input_features"
 
 
-def extract_input_features(feature_extractor, audio: np.ndarray) -> torch.Tensor:
+def extract_input_features(feature_extractor, audio: np.ndarray, device: str = "cpu") -> torch.Tensor:
     """Log-mel features of one 16 kHz clip as (n_chunks, 128, 3000), computed as VoxtralProcessor does.
 
     The processor pads the waveform with zeros to a whole number of 30 s chunks before the Whisper front end
     (`padding=True, truncation=False, pad_to_multiple_of=480000`) and splits the frames into chunk rows.
+    device: where the short-time Fourier transform runs (a GPU takes it off the CPU); the result is on the CPU.
     """
     features = feature_extractor(
         audio,
@@ -40,6 +41,7 @@ def extract_input_features(feature_extractor, audio: np.ndarray) -> torch.Tensor
         truncation=False,
         pad_to_multiple_of=CHUNK_SAMPLES,
         return_tensors="pt",
+        device=device,
     )["input_features"]
     return features.reshape(feature_extractor.feature_size, -1, feature_extractor.nb_max_frames).transpose(0, 1)
 
@@ -70,6 +72,8 @@ class VoxtralTranscriptionCollator:
         instead of decoding audio, so the GPU never waits on the front end.
     padding_side: "right" for training, "left" for generation.
     skip_bad_audio: report and drop rows whose audio does not decode instead of failing the batch.
+    feature_device: where log-mel features are computed ("cpu" in dataloader workers; the model's GPU when
+        the collator runs in the generating process).
     """
 
     processor: VoxtralProcessor
@@ -79,6 +83,7 @@ class VoxtralTranscriptionCollator:
     language: str | None = "en"
     padding_side: str = "right"
     skip_bad_audio: bool = True
+    feature_device: str = "cpu"
     _prompts: dict[int, list[int]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
@@ -123,7 +128,7 @@ class VoxtralTranscriptionCollator:
         if self.features_column is not None and example.get(self.features_column) is not None:
             return torch.as_tensor(np.asarray(example[self.features_column], dtype=np.float32))
         audio = decode_audio_value(example[self.audio_column])
-        return extract_input_features(self.processor.feature_extractor, audio)
+        return extract_input_features(self.processor.feature_extractor, audio, self.feature_device)
 
     def prompt_ids(self, num_chunks: int) -> list[int]:
         if num_chunks not in self._prompts:
@@ -172,3 +177,30 @@ def add_input_features(
     new_features = dataset.features.copy()
     new_features[features_column] = features_type
     return dataset.map(compute, features=new_features, num_proc=num_proc, desc="Log-mel features")
+
+
+def add_sequence_lengths(
+    dataset: Dataset,
+    collator: VoxtralTranscriptionCollator,
+    *,
+    length_column: str = "length",
+    num_proc: int | None = None,
+) -> Dataset:
+    """Add each row's token count (prompt with its audio placeholders, target, EOS), as the collator builds it.
+
+    The Trainer's `train_sampling_strategy: group_by_length` reads this column (`length_column_name`) to batch rows
+    of similar length together, so less of each batch is padding. The chunk count comes from the audio's length; a
+    row whose audio does not decode gets length 0 (the collator skips it anyway).
+    """
+
+    def compute(audio_value, text=None):
+        try:
+            audio = decode_audio_value(audio_value)
+        except AudioDecodeError:
+            return {length_column: 0}
+        target = [] if text is None else collator.target_ids(text)
+        return {length_column: len(collator.prompt_ids(num_chunks(len(audio)))) + len(target)}
+
+    # Only the audio and text columns are read: precomputed features would be slow to load for nothing.
+    columns = [collator.audio_column] + ([collator.text_column] if collator.text_column else [])
+    return dataset.map(compute, input_columns=columns, num_proc=num_proc, desc="Sequence lengths")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import encode, noise_clip
 
-from evoxtral.collator import IGNORE_INDEX, VoxtralTranscriptionCollator, add_input_features
+from evoxtral.collator import IGNORE_INDEX, VoxtralTranscriptionCollator, add_input_features, add_sequence_lengths
 
 AUDIO, BEGIN_AUDIO, PAD, EOS = 24, 25, 11, 2
 
@@ -111,3 +111,17 @@ def test_precomputed_features_give_the_same_batch(tiny_processor):
     assert set(on_the_fly) == set(precomputed)
     for name in on_the_fly:
         assert torch.allclose(on_the_fly[name].float(), precomputed[name].float(), atol=1e-6), name
+
+
+def test_sequence_lengths_are_the_collated_lengths(tiny_processor):
+    table = datasets.Dataset.from_dict(
+        {
+            "audio": [{"bytes": encode(noise_clip(s, seed=s), 16000), "path": None} for s in (1, 31)]
+            + [{"bytes": b"not audio", "path": None}],
+            "tagged_text": ["[sighs] One.", "Thirty one, and [laughs] a longer transcript.", "lost"],
+        }
+    ).cast_column("audio", datasets.Audio(sampling_rate=16000, decode=False))
+    collator = VoxtralTranscriptionCollator(tiny_processor)
+    lengths = add_sequence_lengths(table, collator)["length"]
+    assert lengths[:2] == [int(collator([row])["attention_mask"].sum()) for row in list(table)[:2]]
+    assert lengths[1] > lengths[0] + 375 and lengths[2] == 0  # a second chunk; undecodable audio
