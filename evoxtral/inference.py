@@ -35,7 +35,11 @@ def transcribe(
     `num_return_sequences=k > 1` the result holds a list of k transcripts per input. Bad audio raises
     `AudioDecodeError` naming the input; the model's train/eval mode is restored afterwards.
     """
-    samples_per_input = generate_kwargs.get("num_return_sequences", 1)
+    # generate(num_return_sequences=k) repeats input_features one 30 s chunk-row at a time, which hands the k
+    # copies of a multi-chunk clip each other's chunks. Repeating whole clips before collating keeps every copy's
+    # audio its own; the work stays that of plain generate (encoder and prefill k times: see evoxtral.sampling for
+    # the fast path).
+    samples_per_input = generate_kwargs.pop("num_return_sequences", 1)
     generate_kwargs.setdefault("do_sample", False)
     collator = VoxtralTranscriptionCollator(
         processor, text_column=None, padding_side="left", language=language, skip_bad_audio=False
@@ -47,6 +51,7 @@ def transcribe(
         with tqdm(total=len(audios), desc="Transcribing", unit="clip", disable=not progress) as bar:
             for start in range(0, len(audios), batch_size):
                 rows = [{"audio": decode_audio_value(audio)} for audio in audios[start : start + batch_size]]
+                rows = [row for row in rows for _ in range(samples_per_input)]
                 batch = collator(rows)
                 batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
                 batch["input_features"] = batch["input_features"].to(model.dtype)
@@ -61,7 +66,7 @@ def transcribe(
                 continuations = generated[:, batch["input_ids"].shape[1] :]
                 decoded = processor.tokenizer.batch_decode(continuations, skip_special_tokens=True)
                 transcripts.extend(text.strip() for text in decoded)
-                bar.update(len(rows))
+                bar.update(len(rows) // samples_per_input)
     finally:
         model.train(was_training)
     if samples_per_input == 1:

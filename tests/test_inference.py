@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import encode, noise_clip
 
@@ -43,3 +44,14 @@ def test_bad_audio_is_reported(tiny_model_and_processor):
     model, processor = tiny_model_and_processor
     with pytest.raises(AudioDecodeError, match="empty"):
         transcribe(model, processor, [b""], progress=False)
+
+
+def test_k_copies_of_a_multi_chunk_clip_each_hear_the_whole_clip(tiny_model_and_processor):
+    # generate(num_return_sequences=k) alone would hand copy 0 the first chunk twice and copy 1 the second chunk
+    # twice; a loud first chunk and a silent second one make that visible in greedy output.
+    model, processor = tiny_model_and_processor
+    long_clip = np.concatenate([noise_clip(30.0, seed=8) * 8, np.zeros(16000 * 10, dtype=np.float32)])
+    clips = [noise_clip(2.0, seed=9), long_clip]
+    single = [transcribe(model, processor, [clip], max_new_tokens=8, progress=False)[0] for clip in clips]
+    copies = transcribe(model, processor, clips, max_new_tokens=8, num_return_sequences=2, progress=False)
+    assert copies == [[text, text] for text in single]
