@@ -15,6 +15,7 @@ RECIPE ?= recipes/tiny/sft.yaml
 RAFT_RECIPE ?= recipes/tiny/raft.yaml
 EVAL_RECIPE ?= recipes/tiny/eval.yaml
 DATA_CONFIG ?= data_gen/configs/tiny.yaml
+SCALE ?= tiny
 
 .PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
 
@@ -65,6 +66,12 @@ quality: lint
 # Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
 eval: install
 	$(OFFLINE) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
+
+# Does a model trained with these recipes hear the tags? data -> model -> SFT -> RAFT -> eval with the
+# mismatched-audio control, then results.md / results.json / learning_check.png in outputs/learning_check/$(SCALE).
+# SCALE=tiny: a CPU smoke check of the chain (minutes); SCALE=full: the experiment on one GPU.
+learning-check: install
+	$(OFFLINE) $(PY) recipes/learning_check.py --scale $(SCALE)
 
 # Speed of the shared cores, each against a same-run baseline.
 bench: install
