@@ -227,7 +227,9 @@ def test_stage_commands_are_the_user_commands(monkeypatch):
 def _writer(folder: Path, name: str, fail: bool = False) -> Stage:
     """A stand-in stage: prints, then writes its done file (or exits 3 without it)."""
     code = f"print('working on {name}'); " + (
-        "raise SystemExit(3)" if fail else f"import pathlib; p = pathlib.Path({str(folder)!r}); "
+        "raise SystemExit(3)"
+        if fail
+        else f"import pathlib; p = pathlib.Path({str(folder)!r}); "
         "p.mkdir(parents=True, exist_ok=True); (p / 'done').write_text('ok')"
     )
     return Stage(name, [sys.executable, "-c", code], f"make {name}", folder, ("done",), ())
@@ -261,3 +263,55 @@ def test_a_failing_stage_stops_the_run_with_its_log(tmp_path):
     message = str(error.value)
     assert "stage 'a' exited with code 3" in message and "working on a" in message and "make a" in message
     assert not (tmp_path / "b").exists() and not (tmp_path / "stages.json").exists()
+
+
+# --- The tiny scale, end to end ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tiny_scale_end_to_end(tmp_path, evoxtral_cache):
+    """data -> model -> SFT -> RAFT -> eval through the real commands; the results agree with eval's metrics.json,
+    and a second run skips every stage and writes the same results."""
+    output_dir, data_dir = tmp_path / "learning_check", tmp_path / "data"
+    command = [
+        sys.executable, "recipes/learning_check.py", "--scale", "tiny",
+        "--output_dir", str(output_dir), "--data_dir", str(data_dir),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path / "hf")}
+    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stdout[-4000:]
+    assert "Learning check (tiny) finished" in finished.stdout
+
+    metrics = json.loads((output_dir / "eval" / "metrics.json").read_text())
+    results = json.loads((output_dir / RESULTS_JSON).read_text())
+    test_clips = json.loads((data_dir / "summary.json").read_text())["clips"]["test"]
+    assert results["num_clips"] == test_clips == metrics["sft"]["corpus"]["num_samples"]
+    tags_in_references = {tag for tag, row in metrics["sft"]["corpus"]["per_tag"].items() if row["support"] > 0}
+    assert set(results["tags"]) == tags_in_references and len(tags_in_references) == 7
+    for key, label in CONDITIONS.items():
+        for name in ("wer", "tag_f1"):
+            assert results["overall"][key][name] == metrics[label]["corpus"][name]
+        for tag in results["tags"]:
+            expected = metrics[label]["corpus"]["per_tag"].get(tag, {}).get("f1", 0.0)
+            assert results["per_tag"][tag][key] == expected
+    assert [check["id"] for check in results["checks"]] == [
+        "own_wer", "own_tag_f1", "own_every_tag_f1", "other_tag_f1", "raft_not_worse", "raft_better_on_weakest"
+    ]  # fmt: skip
+    assert results["passed"] == (results["failed"] == []) and results["details"]["targets_expected"] is False
+    assert set(results["details"]["stages"]) == {"data", "model", "sft", "raft", "eval"}
+    assert all(record["seconds"] > 0 for record in results["details"]["stages"].values())
+
+    # full fine-tunes, not adapters, and the control decoded other clips' audio
+    for stage in ("sft", "raft"):
+        assert (output_dir / stage / "config.json").is_file()
+        assert not (output_dir / stage / "adapter_config.json").exists()
+    control = [json.loads(line) for line in (output_dir / "eval/predictions/raft.other_audio.jsonl").open()]
+    assert len(control) == test_clips and all(row["audio_id"] != row["id"] for row in control)
+    text = (output_dir / RESULTS_MD).read_text()
+    assert "> **Smoke scale.**" in text and all(f"| `[{tag}]` |" in text for tag in results["tags"])
+    assert (output_dir / RESULTS_PLOT).read_bytes()[:4] == b"\x89PNG"
+
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert again.stdout.count("done already") == 5
+    assert json.loads((output_dir / RESULTS_JSON).read_text()) == results
