@@ -15,6 +15,11 @@ RECIPE ?= recipes/tiny/sft.yaml
 RAFT_RECIPE ?= recipes/tiny/raft.yaml
 EVAL_RECIPE ?= recipes/tiny/eval.yaml
 DATA_CONFIG ?= data_gen/configs/tiny.yaml
+# make serve: base model (or merged model folder), optional LoRA adapter folder, port on 127.0.0.1
+MODEL ?= evoxtral-tiny
+ADAPTER ?=
+PORT ?= 8000
+# make learning-check: tiny (CPU smoke check) or full (one GPU)
 SCALE ?= tiny
 
 .PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
@@ -62,6 +67,9 @@ lint: install
 	$(PY) -m ruff format --check evoxtral recipes data_gen metrics serve bench tests
 
 quality: lint
+
+serve: install
+	$(OFFLINE) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
 
 # Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
 eval: install

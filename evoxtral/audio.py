@@ -36,8 +36,31 @@ class AudioDecodeError(ValueError):
     """The input is empty, not audio, or cut short; the message says which."""
 
 
-def load_audio(source: AudioSource, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
-    """Decode a path, bytes or a file object into mono float32 samples at `sampling_rate`."""
+class UnsupportedAudioFormat(AudioDecodeError):
+    """Audio in a container libsndfile does not decode (MP4/M4A, WebM, ...): the message names it."""
+
+
+class AudioTooLong(AudioDecodeError):
+    """The audio lasts longer than the caller allows; raised from the header, before decoding."""
+
+
+# Containers libsndfile cannot read, by their first bytes: naming them tells a user to convert, not to re-upload.
+_UNSUPPORTED_CONTAINERS = (
+    ("MP4/M4A", lambda data: data[4:8] == b"ftyp"),
+    ("WebM/Matroska", lambda data: data[:4] == b"\x1a\x45\xdf\xa3"),
+    ("AAC (ADTS)", lambda data: data[:2] in (b"\xff\xf1", b"\xff\xf9")),
+    ("AMR", lambda data: data[:5] == b"#!AMR"),
+    ("ASF/WMA", lambda data: data[:4] == b"\x30\x26\xb2\x75"),
+)
+
+
+def load_audio(
+    source: AudioSource, sampling_rate: int = SAMPLING_RATE, *, max_seconds: float | None = None
+) -> np.ndarray:
+    """Decode a path, bytes or a file object into mono float32 samples at `sampling_rate`.
+
+    max_seconds: refuse longer audio (`AudioTooLong`) from its header, before spending memory on decoding it.
+    """
     data, name = _read_bytes(source)
     if not data:
         raise AudioDecodeError(f"{name} is empty (0 bytes)")
@@ -45,9 +68,18 @@ def load_audio(source: AudioSource, sampling_rate: int = SAMPLING_RATE) -> np.nd
     try:
         with sf.SoundFile(io.BytesIO(data)) as sound:
             declared_frames = sound.frames
-            samples = sound.read(dtype="float32", always_2d=True)
             source_rate = sound.samplerate
+            if max_seconds is not None and source_rate > 0 and declared_frames / source_rate > max_seconds:
+                raise AudioTooLong(
+                    f"{name} lasts {declared_frames / source_rate:.1f} s, more than the {max_seconds:g} s allowed"
+                )
+            samples = sound.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as error:
+        container = next((label for label, matches in _UNSUPPORTED_CONTAINERS if matches(data)), None)
+        if container is not None:
+            raise UnsupportedAudioFormat(
+                f"{name} is {container} audio, which libsndfile cannot decode: convert it to WAV, FLAC, Ogg or MP3"
+            ) from error
         raise AudioDecodeError(f"{name} is not a readable audio file ({error.error_string})") from error
     if declared_frames > 0 and len(samples) + _TRUNCATION_TOLERANCE_FRAMES < declared_frames:
         raise AudioDecodeError(

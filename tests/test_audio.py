@@ -11,6 +11,8 @@ from conftest import encode, tone
 from evoxtral.audio import (
     CHUNK_SAMPLES,
     AudioDecodeError,
+    AudioTooLong,
+    UnsupportedAudioFormat,
     decode_audio_value,
     load_audio,
     num_audio_tokens,
@@ -110,3 +112,33 @@ def test_non_finite_and_empty_arrays_are_rejected():
 def test_chunk_counts_follow_voxtrals_30_second_chunks():
     assert [num_chunks(n) for n in (1, CHUNK_SAMPLES, CHUNK_SAMPLES + 1, 3 * CHUNK_SAMPLES)] == [1, 1, 2, 3]
     assert num_audio_tokens(40 * 16000) == 750
+
+
+@pytest.mark.parametrize(
+    "header, container",
+    [
+        (b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isomiso2", "MP4/M4A"),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm", "WebM/Matroska"),
+        (b"\xff\xf1\x50\x80\x02\x1f\xfc", "AAC"),
+    ],
+)
+def test_audio_containers_libsndfile_cannot_read_are_named(header, container):
+    with pytest.raises(UnsupportedAudioFormat, match=f"is {container}.*convert it"):
+        load_audio(header + bytes(4000))
+    with pytest.raises(AudioDecodeError, match="not a readable audio file"):  # unknown bytes stay a plain decode error
+        load_audio(b"\x00\x00\x00\x20moov" + bytes(4000))
+
+
+@pytest.mark.parametrize("format, subtype", [("WAV", "PCM_16"), ("FLAC", None), ("OGG", "VORBIS")])
+def test_audio_over_the_length_limit_is_refused_from_its_header(format, subtype):
+    clip = encode(tone(3.0, 440.0), 16000, format, subtype)
+    with pytest.raises(AudioTooLong, match="lasts 3.0 s, more than the 2 s allowed"):
+        load_audio(clip, max_seconds=2)
+    assert len(load_audio(clip, max_seconds=3.5)) == 48000
+
+
+def test_length_limit_reads_a_streamed_wav_by_its_real_length():
+    wav = bytearray(encode(tone(1.0, 440.0), 16000))
+    data_at = wav.index(b"data")
+    wav[data_at + 4 : data_at + 8] = (0xFFFFFFFF).to_bytes(4, "little")
+    assert len(load_audio(bytes(wav), max_seconds=2)) == 16000

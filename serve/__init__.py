@@ -1,0 +1,1 @@
+"""Entry point of the transcription API: ``python -m serve`` or ``uvicorn serve.app:app``."""

@@ -1,0 +1,18 @@
+"""The ASGI app for uvicorn (``uvicorn serve.app:app``), configured from ``EVOXTRAL_*`` environment variables.
+
+Building the app is cheap: the model loads when the server starts (the app's lifespan), not on import.
+"""
+
+from evoxtral.serving import ServeSettings
+from evoxtral.serving import create_app as create_transcription_app
+
+# Routers mounted next to the transcription API, as "module:attribute" (e.g. "serve.fer_router:router" for
+# POST /fer). More can be added at run time with --routers / EVOXTRAL_ROUTERS.
+OPTIONAL_ROUTERS: list[str] = []
+
+
+def create_app(settings: ServeSettings | None = None):
+    return create_transcription_app(settings or ServeSettings.from_env(), routers=OPTIONAL_ROUTERS)
+
+
+app = create_app()
