@@ -68,6 +68,15 @@ lint: install
 
 quality: lint
 
+# SFT with $(RECIPE) (default: the offline tiny recipe, which first makes its data with `make data`; tiny recipes
+# run offline, others may download their model and data).
+# On CPU accelerate needs no config; on GPUs add ACCELERATE_CONFIG=accelerate_configs/<single_gpu|multi_gpu|...>.yaml
+ACCELERATE_CONFIG ?=
+sft: install
+	@if [ "$(RECIPE)" = "recipes/tiny/sft.yaml" ] && [ ! -d $(OUT)/data/tiny/dataset ]; then $(MAKE) data; fi
+	$(if $(filter recipes/tiny/%,$(RECIPE)),$(OFFLINE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
+		recipes/sft.py --config $(RECIPE)
+
 serve: install
 	$(OFFLINE) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
 

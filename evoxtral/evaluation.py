@@ -79,8 +79,11 @@ def mismatched_audio_order(num_clips: int, seed: int = 0) -> list[int]:
 # --- Data ----------------------------------------------------------------------------------------------------------
 
 
-def load_eval_split(dataset: str, split: str, max_samples: int | None = None):
-    """A split of a saved DatasetDict (folder) or a hub dataset, audio left undecoded (no torchcodec needed)."""
+def load_eval_split(dataset: str, split: str, max_samples: int | None = None, **load_kwargs):
+    """A split of a saved DatasetDict (folder) or a hub dataset, audio left undecoded (no torchcodec needed).
+
+    `load_kwargs` (name, data_dir, data_files ...) go to `datasets.load_dataset` for hub datasets.
+    """
     import datasets
 
     if os.path.isdir(dataset):
@@ -90,7 +93,7 @@ def load_eval_split(dataset: str, split: str, max_samples: int | None = None):
                 raise ValueError(f"{dataset} has splits {list(data)}, not {split!r}")
             data = data[split]
     else:
-        data = datasets.load_dataset(dataset, split=split)
+        data = datasets.load_dataset(dataset, split=split, **load_kwargs)
     if max_samples is not None:
         data = data.select(range(min(max_samples, len(data))))
     if "audio" in data.column_names and isinstance(data.features["audio"], datasets.Audio):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import huggingface_hub
 import torch
-from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HFValidationError, RepositoryNotFoundError
 from transformers import AutoConfig, VoxtralForConditionalGeneration, VoxtralProcessor
 
 from evoxtral.processing import has_processor_files, load_processor
@@ -52,8 +52,9 @@ def load_model_and_processor(
     """
     base_name = os.fspath(model_name_or_path)
     source = resolve_model_source(base_name)
-    if adapter is None and (Path(source) / ADAPTER_CONFIG).is_file():
-        adapter, base_name = source, _adapter_base_model(source)
+    adapter_config = _adapter_config_path(source) if adapter is None else None
+    if adapter_config is not None:
+        adapter, base_name = source, _adapter_base_model(adapter_config)
         source = resolve_model_source(base_name)
     adapter_source = resolve_model_source(adapter, required_files=(ADAPTER_CONFIG,)) if adapter is not None else None
 
@@ -111,16 +112,16 @@ def resolve_model_source(
         raise ModelLoadError(f"{name} is a file; expected a model folder or a hub id")
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(f"no such folder: {name}. {OFFLINE_HINT}")
-    _check_hub_repo(name, required_files[0])
+    _check_hub_repo(name, required_files)
     return name
 
 
-def _check_hub_repo(repo_id: str, required_file: str) -> None:
+def _check_hub_repo(repo_id: str, required_files: tuple[str, ...]) -> None:
     try:
-        cached = huggingface_hub.try_to_load_from_cache(repo_id, required_file)
+        cached = [huggingface_hub.try_to_load_from_cache(repo_id, name) for name in required_files]
     except HFValidationError as error:
         raise ModelLoadError(f"{repo_id!r} is neither a folder nor a valid hub id. {OFFLINE_HINT}") from error
-    if isinstance(cached, str):
+    if any(isinstance(path, str) for path in cached):
         return
     if _hub_offline():
         raise ModelLoadError(
@@ -150,10 +151,21 @@ def _hub_offline() -> bool:
     )
 
 
-def _adapter_base_model(adapter_dir: str) -> str:
-    base = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+def _adapter_config_path(source: str) -> Path | None:
+    """adapter_config.json of a folder or hub repo that holds a PEFT adapter; None for a model."""
+    if Path(source).is_dir():
+        local = Path(source) / ADAPTER_CONFIG
+        return local if local.is_file() else None
+    try:
+        return Path(huggingface_hub.hf_hub_download(source, ADAPTER_CONFIG))
+    except EntryNotFoundError:
+        return None
+
+
+def _adapter_base_model(adapter_config: Path) -> str:
+    base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
     if not base:
-        raise ModelLoadError(f"{adapter_dir}/{ADAPTER_CONFIG} names no base model; pass the base model explicitly")
+        raise ModelLoadError(f"{adapter_config} names no base model; pass the base model explicitly")
     return base
 
 

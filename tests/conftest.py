@@ -1,9 +1,11 @@
-"""Shared fixtures: the tiny offline Voxtral (built once per session into a private cache) and synthetic audio."""
+"""Shared fixtures: the tiny offline Voxtral (built once per session into a private cache), a small tagged-speech
+dataset made by data_gen's offline pipeline, and synthetic audio."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 
 # Before anything imports huggingface_hub, which reads these once.
 for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -43,6 +45,23 @@ def tiny_model_and_processor(tiny_model_dir):
 @pytest.fixture(scope="session")
 def tiny_processor(tiny_model_and_processor):
     return tiny_model_and_processor[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_sft_dataset(tmp_path_factory):
+    """A `save_to_disk` DatasetDict of espeak-ng clips (train/validation/test) in the data_gen schema."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (make system-deps)")
+    from evoxtral.data import pipeline
+
+    arguments = pipeline.DataGenArguments(
+        output_dir=str(tmp_path_factory.mktemp("sft-data")),
+        num_clips=40,
+        tags=["sighs", "laughs", "whispers", "pause", "sad", "shouts"],
+        min_support=1,
+        seed=0,
+    )
+    return pipeline.run(arguments).dataset_path
 
 
 def noise_clip(seconds: float, seed: int = 0) -> np.ndarray:
