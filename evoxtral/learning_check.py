@@ -86,7 +86,12 @@ class LearningCheckArguments:
     sft_config: str = "recipes/learning_check/tiny/sft.yaml"
     raft_config: str = "recipes/learning_check/tiny/raft.yaml"
     eval_config: str = "recipes/learning_check/tiny/eval.yaml"
-    num_processes: int = field(default=1, metadata={"help": "accelerate launch --num_processes for SFT and RAFT"})
+    accelerate_config: str | None = field(
+        default=None, metadata={"help": "accelerate launch --config_file for SFT and RAFT (e.g. one GPU)"}
+    )
+    num_processes: int = field(
+        default=1, metadata={"help": "accelerate launch --num_processes for SFT and RAFT, without accelerate_config"}
+    )
     protocol: str = field(default="corpus", metadata={"help": "Evoxtral-Bench protocol the targets are judged on"})
     targets_expected: bool = field(
         default=False, metadata={"help": "false: a smoke scale, the targets are reported but not expected to pass"}
@@ -351,7 +356,9 @@ class Stage:
 def find_repo_root() -> Path:
     """The folder holding recipes/ and data_gen/: the working directory, or the one this package sits in."""
     for candidate in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        if (candidate / "recipes" / "learning_check.py").is_file() and (candidate / "data_gen" / "generate.py").is_file():
+        if (candidate / "recipes" / "learning_check.py").is_file() and (
+            candidate / "data_gen" / "generate.py"
+        ).is_file():
             return candidate
     raise FileNotFoundError(
         "run the learning check from the repository root (the folder holding recipes/ and data_gen/)"
@@ -398,8 +405,12 @@ def plan_stages(args: LearningCheckArguments, root: Path, python: str = sys.exec
     def python_command(*arguments: str) -> tuple[list[str], str]:
         return [python, *arguments], shlex.join(["python", *arguments])
 
+    launcher = ["--num_processes", str(args.num_processes)]
+    if args.accelerate_config:
+        launcher = ["--config_file", str(_under(root, args.accelerate_config))]
+
     def accelerate_command(script: str, *options: str) -> tuple[list[str], str]:
-        launch = ["--num_processes", str(args.num_processes), script, *options]
+        launch = [*launcher, script, *options]
         return [python, "-m", "accelerate.commands.launch", *launch], shlex.join(["accelerate", "launch", *launch])
 
     sizes = {

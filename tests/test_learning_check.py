@@ -207,14 +207,19 @@ def test_stage_yamls_agree_with_the_orchestrator_paths(scale, monkeypatch):
 
 def test_stage_commands_are_the_user_commands(monkeypatch):
     monkeypatch.chdir(ROOT)
-    args = parse_learning_check_args(["--scale", "full", "--output_dir", "/tmp/lc", "--num_processes", "2"])
+    args = parse_learning_check_args(["--scale", "full", "--output_dir", "/tmp/lc"])
     stages = {stage.name: stage for stage in plan_stages(args, ROOT, python="py")}
     assert list(stages) == ["data", "model", "sft", "raft", "eval"]
     assert stages["model"].shown == (
         "python -m evoxtral.tiny --output-dir /tmp/lc/model --preset small --vocab-size 8192 --seed 0"
     )
-    assert stages["sft"].shown.startswith("accelerate launch --num_processes 2 recipes/sft.py --config ")
-    assert stages["sft"].command[:4] == ["py", "-m", "accelerate.commands.launch", "--num_processes"]
+    assert (ROOT / args.accelerate_config).is_file()
+    assert stages["sft"].shown.startswith(
+        "accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/sft.py --config "
+    )
+    assert stages["sft"].command[:4] == ["py", "-m", "accelerate.commands.launch", "--config_file"]
+    tiny = {stage.name: stage for stage in plan_stages(parse_learning_check_args(["--num_processes", "2"]), ROOT)}
+    assert tiny["raft"].shown.startswith("accelerate launch --num_processes 2 recipes/raft.py --config ")
     assert "--model_name_or_path /tmp/lc/sft" in stages["raft"].shown
     assert stages["eval"].shown.endswith(
         "--models sft=/tmp/lc/sft raft=/tmp/lc/raft --mismatched_audio_control true --output_dir /tmp/lc/eval"
