@@ -19,6 +19,12 @@ DATA_CONFIG ?= data_gen/configs/tiny.yaml
 MODEL ?= evoxtral-tiny
 ADAPTER ?=
 PORT ?= 8000
+# Facial emotion: the recipe, the checkpoint folder it writes (the export's input), the export and its own venv
+# (Optimum's exporter pins transformers < 4.58).
+FER_RECIPE ?= recipes/fer/tiny.yaml
+FER_CHECKPOINT ?= $(OUT)/fer/tiny
+FER_ONNX_DIR ?= $(FER_CHECKPOINT)-onnx
+ONNX_VENV ?= .venv-onnx
 # make learning-check: tiny (CPU smoke check) or full (one GPU)
 SCALE ?= tiny
 
@@ -62,6 +68,14 @@ data: install
 slow_test: install
 	$(OFFLINE) $(PY) -m pytest -q -m slow tests
 
+fer: install
+	$(OFFLINE) $(PY) recipes/fer.py --config $(FER_RECIPE) --output_dir $(FER_CHECKPOINT)
+
+fer-onnx: install
+	@test -f $(FER_CHECKPOINT)/config.json || $(MAKE) fer
+	$(OFFLINE) $(PY) recipes/fer_onnx.py --checkpoint_dir $(FER_CHECKPOINT) --onnx_dir $(FER_ONNX_DIR) \
+		--export_venv $(ONNX_VENV)
+
 lint: install
 	$(PY) -m ruff check evoxtral recipes data_gen metrics serve bench tests
 	$(PY) -m ruff format --check evoxtral recipes data_gen metrics serve bench tests
@@ -83,6 +97,45 @@ serve: install
 # Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
 eval: install
 	$(OFFLINE) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
+
+# RAFT with $(RAFT_RECIPE): k samples per training clip, the best by reward, one more epoch on the SFT adapter
+# (default: the offline tiny recipe, which first trains the tiny SFT adapter with `make sft`). ACCELERATE_CONFIG as
+# for sft.
+raft: install
+	@if [ "$(RAFT_RECIPE)" = "recipes/tiny/raft.yaml" ] && [ ! -f $(OUT)/tiny/sft/adapter_config.json ]; then $(MAKE) sft RECIPE=recipes/tiny/sft.yaml; fi
+	$(if $(filter recipes/tiny/%,$(RAFT_RECIPE)),$(OFFLINE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
+		recipes/raft.py --config $(RAFT_RECIPE)
+
+# The demo on the built-in tiny model. Each stage's last output is its stamp: a rerun skips the stages that are
+# done, a stage killed before its stamp resumes, and a stage whose inputs changed starts again.
+DEMO_DATA := $(OUT)/data/tiny/dataset/dataset_dict.json
+DEMO_SFT := $(OUT)/tiny/sft/adapter_config.json
+DEMO_RAFT := $(OUT)/tiny/raft/raft_summary.json
+DEMO_EVAL := $(OUT)/eval/tiny/report.md
+
+demo: $(DEMO_EVAL)
+	@echo
+	@sed -n '/^## Table 2/,/^## Table 3/{/^## Table 3/d;p}' $(DEMO_EVAL)
+	@echo "Artefacts:"
+	@echo "  data   outputs/data/tiny/dataset (train/validation/test, espeak-ng speech)"
+	@echo "  SFT    outputs/tiny/sft (LoRA adapter + model card)"
+	@echo "  RAFT   outputs/tiny/raft (adapter + model card; round_1/samples: every scored sample)"
+	@echo "  eval   outputs/eval/tiny (report.md, metrics.json, per_tag_f1.png, predictions/)"
+
+$(DEMO_DATA): data_gen/configs/tiny.yaml
+	$(MAKE) --no-print-directory data DATA_CONFIG=data_gen/configs/tiny.yaml
+
+$(DEMO_SFT): $(DEMO_DATA) recipes/tiny/sft.yaml
+	@if [ -e $@ ]; then rm -rf $(dir $@); fi
+	$(MAKE) --no-print-directory sft RECIPE=recipes/tiny/sft.yaml
+
+$(DEMO_RAFT): $(DEMO_SFT) recipes/tiny/raft.yaml
+	@if [ -e $@ ]; then rm -rf $(dir $@); fi
+	$(MAKE) --no-print-directory raft RAFT_RECIPE=recipes/tiny/raft.yaml
+
+$(DEMO_EVAL): $(DEMO_RAFT) recipes/tiny/eval.yaml
+	@if [ -e $@ ]; then rm -rf $(dir $@)predictions; fi
+	$(MAKE) --no-print-directory eval EVAL_RECIPE=recipes/tiny/eval.yaml
 
 # Does a model trained with these recipes hear the tags? data -> model -> SFT -> RAFT -> eval with the
 # mismatched-audio control, then results.md / results.json / learning_check.png in outputs/learning_check/$(SCALE).

@@ -27,12 +27,14 @@ install_requires = [
 
 extras = {
     # The transcription API: silero-vad without its `audio` extra, which pins an old torchaudio.
+    # OpenCV 5 dropped the Haar cascades (cv2.data.haarcascades) that FER face detection uses.
     "serve": ["fastapi", "uvicorn", "python-multipart", "silero-vad>=6", "onnxruntime>=1.20",
-              "opencv-python-headless", "pillow"],
+              "opencv-python-headless>=4.9,<5", "pillow"],
     # ElevenLabs v3 speech; fastapi + uvicorn run the local stand-in of its API used to test that path offline.
     "data": ["elevenlabs>=2.78,<3", "httpx", "fastapi", "uvicorn"],
     "deepspeed": ["deepspeed>=0.19"],
-    "fer": ["onnxruntime>=1.20", "opencv-python-headless", "scikit-image", "pillow"],
+    # onnx: onnxruntime's int8 quantiser reads and writes the graph with it.
+    "fer": ["onnxruntime>=1.20", "onnx>=1.17", "opencv-python-headless>=4.9,<5", "scikit-image", "pillow"],
     "dev": ["pytest", "pytest-timeout", "ruff", "httpx", "openai", "scikit-image"],
 }
 extras["all"] = sorted({dep for deps in extras.values() for dep in deps})

@@ -22,7 +22,7 @@ from typing import Any
 
 import datasets
 import yaml
-from peft import LoraConfig
+from peft import LoraConfig, PeftModel
 from transformers import TrainerCallback, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
@@ -208,15 +208,26 @@ def voxtral_lora_config(model_args: ModelConfig, sft_args: VoxtralSFTArguments) 
     )
 
 
-def load_sft_model(model_args: ModelConfig, sft_args: VoxtralSFTArguments):
+def load_sft_model(
+    model_args: ModelConfig,
+    sft_args: VoxtralSFTArguments,
+    *,
+    model_name_or_path: str | None = None,
+    adapter: str | None = None,
+    device: str | None = None,
+):
+    """The model to train and its processor. An adapter (`adapter`, or a `model_name_or_path` folder holding
+    one) stays trainable: RAFT continues the SFT adapter this way."""
     model, processor = load_model_and_processor(
-        model_args.model_name_or_path,
+        model_name_or_path or model_args.model_name_or_path,
+        adapter=adapter,
         dtype=model_args.dtype or "auto",
         attn_implementation=model_args.attn_implementation,
+        device=device,
         trainable=True,
         random_init=sft_args.random_init,
     )
-    if not model_args.use_peft and sft_args.freeze_audio_encoder:
+    if not isinstance(model, PeftModel) and not model_args.use_peft and sft_args.freeze_audio_encoder:
         model.model.audio_tower.requires_grad_(False)
     return model, processor
 
@@ -296,12 +307,7 @@ def build_sft_trainer(
     sft_args: VoxtralSFTArguments,
 ) -> tuple[SFTTrainer, GenerationEvalCallback | None]:
     """Model, data, collator, LoRA and the generation-based evaluation, wired into TRL's SFTTrainer."""
-    # The collator builds every tensor from raw rows; TRL must leave the rows alone.
-    training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
-    training_args.remove_unused_columns = False
-    training_args.max_length = None
     set_seed(training_args.seed)
-
     model, processor = load_sft_model(model_args, sft_args)
     train_rows, eval_rows = load_sft_splits(script_args, mixture, training_args.seed)
     num_proc = training_args.dataset_num_proc
@@ -309,7 +315,33 @@ def build_sft_trainer(
     eval_dataset = None
     if eval_rows is not None and training_args.eval_strategy != "no":
         eval_dataset = prepare_sft_dataset(eval_rows, sft_args, processor, sft_args.max_eval_samples, num_proc)
+    return make_sft_trainer(
+        model,
+        processor,
+        training_args,
+        sft_args,
+        train_dataset,
+        eval_dataset,
+        peft_config=voxtral_lora_config(model_args, sft_args),
+    )
 
+
+def make_sft_trainer(
+    model,
+    processor,
+    training_args: SFTConfig,
+    sft_args: VoxtralSFTArguments,
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset | None = None,
+    *,
+    peft_config: LoraConfig | None = None,
+) -> tuple[SFTTrainer, GenerationEvalCallback | None]:
+    """TRL's SFTTrainer on prepared rows (see `prepare_sft_dataset`) with the Voxtral collator and the
+    generation-based evaluation; RAFT trains through this too, on a model that already carries its adapter."""
+    # The collator builds every tensor from raw rows; TRL must leave the rows alone.
+    training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+    training_args.remove_unused_columns = False
+    training_args.max_length = None
     trainer = SFTTrainer(
         model=model,
         args=training_args,
@@ -323,7 +355,7 @@ def build_sft_trainer(
             features_column=FEATURES_COLUMN if FEATURES_COLUMN in train_dataset.column_names else None,
             language=sft_args.language,
         ),
-        peft_config=voxtral_lora_config(model_args, sft_args),
+        peft_config=peft_config,
     )
     generation_eval = None
     if eval_dataset is not None and sft_args.generation_eval_samples > 0:
@@ -470,8 +502,13 @@ def write_model_card(
     bench_protocol: str,
     results: dict[str, float],
     is_adapter: bool,
+    stage: str = "SFT",
+    extra_sections: str = "",
 ) -> Path:
-    """README.md in Hugging Face model card format: usage, the Evoxtral-Bench table, settings and the recipe."""
+    """README.md in Hugging Face model card format: usage, the Evoxtral-Bench table, settings and the recipe.
+
+    `stage` names the recipe that trained the model; `extra_sections` (markdown) go before the training settings.
+    """
     from huggingface_hub import ModelCard, ModelCardData
 
     base_model, dataset = settings["base model"], settings["dataset"]
@@ -480,7 +517,7 @@ def write_model_card(
         library_name="peft" if is_adapter else "transformers",
         datasets=[dataset] if _is_hub_id(dataset) else None,
         pipeline_tag="automatic-speech-recognition",
-        tags=["evoxtral", "voxtral", "audio-tags", "expressive-transcription", "trl", "sft"]
+        tags=["evoxtral", "voxtral", "audio-tags", "expressive-transcription", "trl", stage.lower()]
         + (["lora"] if is_adapter else []),
     )
     name = Path(output_dir).resolve().name
@@ -492,6 +529,7 @@ def write_model_card(
         )
     else:
         bench = "Not measured during training (no validation split, or `generation_eval_samples: 0`)."
+    extra = f"\n{extra_sections.strip()}\n" if extra_sections else ""
     content = f"""---
 {metadata.to_yaml()}
 ---
@@ -501,7 +539,7 @@ def write_model_card(
 Expressive tagged transcription: {"a LoRA adapter on" if is_adapter else "a fine-tune of"} `{base_model}` that
 writes transcripts with inline ElevenLabs v3 audio tags and CAPITALISED emphasis, e.g.
 `[nervous] So... [stammers] I was thinking maybe we could... [clears throat] try that new restaurant downtown?`
-Trained with the Evoxtral SFT recipe (TRL `SFTTrainer`).
+Trained with the Evoxtral {stage} recipe (TRL `SFTTrainer`).
 
 ## Use
 
@@ -516,7 +554,7 @@ print(transcribe(model, processor, ["clip.wav"]))
 ## Evoxtral-Bench
 
 {bench}
-
+{extra}
 ## Training
 
 {_table(settings)}
@@ -550,7 +588,7 @@ def _table(values: dict[str, Any]) -> str:
     return "| | |\n| --- | --- |\n" + "\n".join(f"| {key} | {cell} |" for key, cell in zip(values, cells))
 
 
-def push_folder_to_hub(training_args: SFTConfig) -> str:
+def push_folder_to_hub(training_args: SFTConfig, stage: str = "SFT") -> str:
     """Upload the final folder (adapter or model, processor, card, recipe), without the intermediate checkpoints.
 
     `Trainer.push_to_hub` would regenerate README.md and drop the Evoxtral card, hence the direct upload.
@@ -563,7 +601,7 @@ def push_folder_to_hub(training_args: SFTConfig) -> str:
     api.upload_folder(
         repo_id=repo_id,
         folder_path=training_args.output_dir,
-        commit_message="Evoxtral SFT: end of training",
+        commit_message=f"Evoxtral {stage}: end of training",
         ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", "wandb/**"],
     )
     print(f"Pushed {training_args.output_dir} to https://huggingface.co/{repo_id}")

@@ -6,9 +6,10 @@ Building the app is cheap: the model loads when the server starts (the app's lif
 from evoxtral.serving import ServeSettings
 from evoxtral.serving import create_app as create_transcription_app
 
-# Routers mounted next to the transcription API, as "module:attribute" (e.g. "serve.fer_router:router" for
-# POST /fer). More can be added at run time with --routers / EVOXTRAL_ROUTERS.
-OPTIONAL_ROUTERS: list[str] = []
+# Routers mounted next to the transcription API, as "module:attribute". POST /fer is always there and answers
+# 503 until EVOXTRAL_FER_MODEL names an exported model (make fer-onnx). More can be added at run time with
+# --routers / EVOXTRAL_ROUTERS.
+OPTIONAL_ROUTERS: list[str] = ["serve.fer_router:router"]
 
 
 def create_app(settings: ServeSettings | None = None):

@@ -1,0 +1,249 @@
+"""Fine-tuning the facial-emotion classifier with the transformers Trainer, and its test-split report: accuracy,
+macro-F1 and a confusion matrix."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+from transformers.trainer_utils import get_last_checkpoint
+
+from evoxtral.fer.data import fer_transform, load_fer_splits, make_demo_image_folder
+from evoxtral.fer.model import (
+    FER_LABELS,
+    PRETRAINED_BACKBONE,
+    build_fer_model,
+    build_image_processor,
+    calibrate_batchnorm,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FerDataArguments:
+    dataset_name: str = field(
+        metadata={"help": "A local image folder (<dir>/<split>/<class>/*.jpg) or a Hub dataset id."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    make_demo_dataset: bool = field(
+        default=False,
+        metadata={
+            "help": "Build the pipeline-check image folder from bundled photos at dataset_name when it is "
+            "missing (not a facial expression dataset)."
+        },
+    )
+    image_column: str = field(default="image")
+    label_column: str = field(default="label")
+    train_split: str = field(default="train")
+    validation_split: str = field(default="validation")
+    test_split: str = field(default="test")
+    holdout_size: float = field(
+        default=0.1, metadata={"help": "Fraction of train held out for a missing validation or test split."}
+    )
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    augment: bool = field(default=True, metadata={"help": "Augment training images (crop, flip, rotate, jitter)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches the loaded splits."})
+
+
+@dataclass
+class FerModelArguments:
+    model_name_or_path: str | None = field(
+        default=PRETRAINED_BACKBONE,
+        metadata={"help": "Backbone to fine-tune; random-init XXS when unreachable (offline) or left empty."},
+    )
+    require_pretrained: bool = field(
+        default=False, metadata={"help": "Fail instead of falling back to random init when the weights are missing."}
+    )
+    calibrate_batchnorm_batches: int = field(
+        default=0,
+        metadata={
+            "help": "Before each evaluation, save and the end of training, re-estimate the BatchNorm statistics "
+            "on this many training batches (0: keep the running averages)."
+        },
+    )
+
+
+class BatchNormCalibrationCallback(TrainerCallback):
+    """Re-estimates BatchNorm statistics with the current weights whenever the model is about to be evaluated or
+    saved, and at the end of training ("precise BN"). The running averages lag behind weights that move fast, as
+    they do when training from random init, and an eval-mode model with lagging statistics predicts one class
+    for every image."""
+
+    def __init__(self, dataset, num_batches: int, batch_size: int, seed: int = 0):
+        # A loader of its own: drawing from the Trainer's would disturb its epoch bookkeeping.
+        self.loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            collate_fn=default_data_collator,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self.num_batches = num_batches
+        self.calibrated_at_step = -1
+
+    def _calibrate(self, state, model) -> None:
+        if self.calibrated_at_step == state.global_step:
+            return
+        device = next(model.parameters()).device
+        batches = (batch["pixel_values"].to(device) for batch in itertools.islice(self.loader, self.num_batches))
+        calibrate_batchnorm(model, batches)
+        self.calibrated_at_step = state.global_step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_evaluate or control.should_save:
+            self._calibrate(state, model)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        if control.should_evaluate or control.should_save:
+            self._calibrate(state, model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._calibrate(state, model)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts with true classes as rows and predicted classes as columns."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(predictions)), 1)
+    return matrix
+
+
+def classification_scores(matrix: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 from a confusion matrix; the F1 mean runs over the classes that occur in the labels
+    or the predictions, so a dataset without some class (FER2013 has no Contempt) is not penalised for it."""
+    true_positives = np.diag(matrix).astype(float)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    present = (support + predicted) > 0
+    f1 = 2 * true_positives[present] / (support[present] + predicted[present])
+    return {
+        "accuracy": float(true_positives.sum() / max(matrix.sum(), 1)),
+        "macro_f1": float(f1.mean()) if present.any() else 0.0,
+    }
+
+
+def compute_fer_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    matrix = confusion_matrix(prediction.label_ids, logits.argmax(-1), logits.shape[-1])
+    return classification_scores(matrix)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    row_totals = np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(7, 6))
+    image = axes.imshow(matrix / row_totals, cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    for row in range(len(labels)):
+        for column in range(len(labels)):
+            share = matrix[row, column] / row_totals[row, 0]
+            color = "white" if share > 0.5 else "black"
+            axes.text(column, row, str(matrix[row, column]), ha="center", va="center", color=color, fontsize=8)
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return Path(path)
+
+
+def train_fer(data_args: FerDataArguments, model_args: FerModelArguments, training_args: TrainingArguments) -> dict:
+    """Fine-tunes, saves the checkpoint folder (model + image processor: the export's input), reports on the test
+    split and optionally pushes to the Hub. Resumes from the last checkpoint in output_dir."""
+    if data_args.make_demo_dataset and not Path(data_args.dataset_name).is_dir():
+        make_demo_image_folder(data_args.dataset_name, seed=training_args.seed)
+    splits = load_fer_splits(
+        data_args.dataset_name,
+        data_args.dataset_config,
+        image_column=data_args.image_column,
+        label_column=data_args.label_column,
+        split_names={
+            "train": data_args.train_split,
+            "validation": data_args.validation_split,
+            "test": data_args.test_split,
+        },
+        holdout_size=data_args.holdout_size,
+        seed=training_args.seed,
+        cache_dir=data_args.cache_dir,
+    )
+    for split, limit in (
+        ("train", data_args.max_train_samples),
+        ("validation", data_args.max_eval_samples),
+        ("test", data_args.max_eval_samples),
+    ):
+        if limit is not None and len(splits[split]) > limit:
+            splits[split] = splits[split].shuffle(seed=training_args.seed).select(range(limit))
+
+    image_processor = build_image_processor(model_args.model_name_or_path)
+    model = build_fer_model(model_args.model_name_or_path, FER_LABELS, model_args.require_pretrained)
+    splits["train"].set_transform(fer_transform(image_processor, data_args.augment))
+    for split in ("validation", "test"):
+        splits[split].set_transform(fer_transform(image_processor, augment=False))
+
+    # The image column is consumed by the transform, which the Trainer's column pruning would drop first.
+    training_args.remove_unused_columns = False
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        processing_class=image_processor,
+        compute_metrics=compute_fer_metrics,
+    )
+    if model_args.calibrate_batchnorm_batches > 0:
+        trainer.add_callback(
+            BatchNormCalibrationCallback(
+                splits["train"],
+                model_args.calibrate_batchnorm_batches,
+                training_args.per_device_train_batch_size,
+                training_args.seed,
+            )
+        )
+    resume_from = training_args.resume_from_checkpoint
+    if resume_from is None and Path(training_args.output_dir).is_dir():
+        resume_from = get_last_checkpoint(training_args.output_dir)
+        if resume_from:
+            logger.info("Resuming from %s", resume_from)
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_model(training_args.output_dir)
+    trainer.save_state()
+
+    prediction = trainer.predict(splits["test"], metric_key_prefix="test")
+    matrix = confusion_matrix(prediction.label_ids, prediction.predictions.argmax(-1), len(FER_LABELS))
+    report = {
+        "train_loss": train_result.training_loss,
+        "test_samples": len(splits["test"]),
+        **{f"test_{name}": value for name, value in classification_scores(matrix).items()},
+        "confusion_matrix": matrix.tolist(),
+        "labels": list(FER_LABELS),
+    }
+    output_dir = Path(training_args.output_dir)
+    (output_dir / "test_results.json").write_text(json.dumps(report, indent=2))
+    plot_path = plot_confusion_matrix(
+        matrix, list(FER_LABELS), output_dir / "confusion_matrix.png", f"{data_args.dataset_name}: test split"
+    )
+    if training_args.push_to_hub:
+        trainer.push_to_hub(
+            dataset=data_args.dataset_name, tasks="image-classification", tags=["facial-expression-recognition"]
+        )
+
+    print(
+        f"FER model saved to {output_dir} ({len(splits['train'])} train images, {train_result.global_step} steps).\n"
+        f"Test split ({report['test_samples']} images): accuracy {report['test_accuracy']:.3f}, "
+        f"macro-F1 {report['test_macro_f1']:.3f}. Confusion matrix: {plot_path}"
+    )
+    return report

@@ -1,0 +1,16 @@
+"""Fine-tune the MobileViT-XXS facial-emotion classifier: `python recipes/fer.py --config recipes/fer/tiny.yaml`
+(flags override the YAML)."""
+
+from transformers import TrainingArguments
+from trl import TrlParser
+
+from evoxtral.fer.train import FerDataArguments, FerModelArguments, train_fer
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((FerDataArguments, FerModelArguments, TrainingArguments))
+
+
+if __name__ == "__main__":
+    data_args, model_args, training_args = make_parser().parse_args_and_config()
+    train_fer(data_args, model_args, training_args)
