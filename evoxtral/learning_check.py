@@ -287,10 +287,9 @@ def render_results(summary: Mapping[str, Any], details: Mapping[str, Any]) -> st
     missed = [check["title"] for check in summary["checks"] if check["id"] in summary["failed"]]
     verdict = f"**Verdict: {'PASS' if summary['passed'] else 'FAIL'}**"
     if missed:
-        verdict += f" ({len(missed)} of {len(summary['checks'])} checks missed: {'; '.join(missed)})"
-    if not details.get("targets_expected"):
-        verdict += " (smoke scale: not expected to pass)"
-    lines += ["", verdict + "."]
+        verdict += f": {len(missed)} of {len(summary['checks'])} checks missed ({'; '.join(missed)})"
+    verdict += "." if details.get("targets_expected") else ". Smoke scale: not expected to pass."
+    lines += ["", verdict]
     stages = details.get("stages") or {}
     if stages:
         lines += ["", "## How it was produced", "", "| Stage | Time | Command |", "|---|---:|---|"]

@@ -172,13 +172,13 @@ def test_results_files(tmp_path):
     assert "| RAFT vs SFT: SFT's weakest tag | higher | — | `[pause]` 0.947 → 1.000 ✓ |" in text
     assert "**Verdict: PASS**." in text and "| sft | 7 min 00 s | `accelerate launch recipes/sft.py` |" in text
     smoke = render_results(summary, {**details, "scale": "tiny", "targets_expected": False})
-    assert "> **Smoke scale.**" in smoke and "not expected to pass" in smoke
+    assert "> **Smoke scale.**" in smoke and "**Verdict: PASS**. Smoke scale: not expected to pass." in smoke
 
 
 def test_failing_verdict_lists_the_missed_checks():
     summary = summarize_learning_check(_hand_made(raft_wer=0.2))
     text = render_results(summary, {"targets_expected": True})
-    assert "**Verdict: FAIL** (2 of 6 checks missed: Own audio: WER; RAFT vs SFT: SFT's weakest tag)." in text
+    assert "**Verdict: FAIL**: 2 of 6 checks missed (Own audio: WER; RAFT vs SFT: SFT's weakest tag).\n" in text
     assert "| Own audio: WER | ≤ 5.0% | 6.00% ✗ | 20.00% ✗ |" in text
 
 
