@@ -60,7 +60,10 @@ class Targets:
 
 @dataclass
 class LearningCheckArguments:
-    """Options of ``recipes/learning_check.py`` (read from recipes/learning_check/<scale>/learning_check.yaml)."""
+    """Options of ``recipes/learning_check.py`` (read from recipes/learning_check/<scale>/learning_check.yaml).
+
+    Relative paths are taken from the repository root, where every stage runs.
+    """
 
     scale: str = field(
         default="tiny",
@@ -365,9 +368,8 @@ def find_repo_root() -> Path:
 
 
 def _under(root: Path, path: str | os.PathLike) -> Path:
-    """A path given relative to the working directory, as the stages (run from ``root``) see it."""
-    absolute = Path(path) if Path(path).is_absolute() else Path.cwd() / path
-    absolute = Path(os.path.normpath(absolute))
+    """A path as the stages (run from ``root``) see it: relative paths are taken from ``root``, as in the YAMLs."""
+    absolute = Path(os.path.normpath(root / path))
     try:
         return absolute.relative_to(root)
     except ValueError:
@@ -382,7 +384,6 @@ def stage_paths(args: LearningCheckArguments, root: Path) -> dict[str, Path]:
         data_dir = yaml.safe_load((root / _under(root, args.data_config)).read_text()).get("output_dir")
         if not data_dir:
             raise ValueError(f"{args.data_config} sets no output_dir; pass --data_dir")
-        data_dir = root / data_dir
     data_dir = _under(root, data_dir)
     return {
         "output": output_dir,
