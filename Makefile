@@ -25,6 +25,8 @@ FER_RECIPE ?= recipes/fer/tiny.yaml
 FER_CHECKPOINT ?= $(OUT)/fer/tiny
 FER_ONNX_DIR ?= $(FER_CHECKPOINT)-onnx
 ONNX_VENV ?= .venv-onnx
+# make learning-check: tiny (CPU smoke check) or full (one GPU)
+SCALE ?= tiny
 
 .PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
 
@@ -134,6 +136,12 @@ $(DEMO_RAFT): $(DEMO_SFT) recipes/tiny/raft.yaml
 $(DEMO_EVAL): $(DEMO_RAFT) recipes/tiny/eval.yaml
 	@if [ -e $@ ]; then rm -rf $(dir $@)predictions; fi
 	$(MAKE) --no-print-directory eval EVAL_RECIPE=recipes/tiny/eval.yaml
+
+# Does a model trained with these recipes hear the tags? data -> model -> SFT -> RAFT -> eval with the
+# mismatched-audio control, then results.md / results.json / learning_check.png in outputs/learning_check/$(SCALE).
+# SCALE=tiny: a CPU smoke check of the chain (minutes); SCALE=full: the experiment on one GPU.
+learning-check: install
+	$(OFFLINE) $(PY) recipes/learning_check.py --scale $(SCALE)
 
 # Speed of the shared cores, each against a same-run baseline. The SFT and sampling benches run at Voxtral-Mini-3B
 # shapes on a GPU (random weights) and as a --tiny smoke check on a CPU; JSON reports in $(OUT)/bench.

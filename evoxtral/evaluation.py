@@ -270,8 +270,13 @@ def render_per_tag_table(results: dict[str, dict[str, dict]], protocol: str) -> 
     return "\n".join(lines)
 
 
-def plot_per_tag_f1(results: dict[str, dict[str, dict]], protocol: str, path: Path) -> Path:
-    """Grouped horizontal bars of per-tag F1, one colour per model, tags ordered by support."""
+def plot_per_tag_f1(
+    results: dict[str, dict[str, dict]], protocol: str, path: Path, guides: dict[str, float] | None = None
+) -> Path:
+    """Grouped horizontal bars of per-tag F1, one colour per model, tags ordered by support.
+
+    guides: {legend label: F1} drawn as dashed vertical lines (e.g. the targets a run is judged against).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -285,6 +290,8 @@ def plot_per_tag_f1(results: dict[str, dict[str, dict]], protocol: str, path: Pa
         f1s = [results[label][protocol]["per_tag"].get(tag, {}).get("f1", 0.0) for tag in tags]
         hatch = "//" if label.endswith(MISMATCHED_SUFFIX) else None
         axes.barh(positions + offset * height, f1s, height=height, label=label, hatch=hatch)
+    for (label, value), style in zip((guides or {}).items(), ("--", ":", "-.")):
+        axes.axvline(value, color="black", linestyle=style, linewidth=1, label=label)
     axes.set_yticks(positions + height * (len(labels) - 1) / 2)
     axes.set_yticklabels([f"[{tag}] ({support[tag]})" for tag in tags])
     axes.invert_yaxis()
