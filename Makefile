@@ -9,8 +9,10 @@ PYTHON ?= python3
 OUT ?= outputs
 EXTRAS ?= serve,data,fer,dev,deepspeed
 DEBIAN_PACKAGES := espeak-ng
-# The tests and the demo run on the built-in tiny model and never touch the Hub.
+# The tests and the demo run on the built-in tiny model and never touch the Hub. Stage targets run offline when
+# their recipe, config or model is one of the built-in tiny ones; a real one may download models and data or push.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline
+offline_if_tiny = $(if $(findstring tiny,$(1)),$(OFFLINE))
 RECIPE ?= recipes/tiny/sft.yaml
 RAFT_RECIPE ?= recipes/tiny/raft.yaml
 EVAL_RECIPE ?= recipes/tiny/eval.yaml
@@ -63,13 +65,13 @@ test: install
 
 # Offline by default (espeak-ng); DATA_CONFIG=data_gen/configs/evoxtral.yaml uses ElevenLabs v3 (ELEVENLABS_API_KEY).
 data: install
-	$(OFFLINE) $(PY) data_gen/generate.py --config $(DATA_CONFIG)
+	$(call offline_if_tiny,$(DATA_CONFIG)) $(PY) data_gen/generate.py --config $(DATA_CONFIG)
 
 slow_test: install
 	$(OFFLINE) $(PY) -m pytest -q -m slow tests
 
 fer: install
-	$(OFFLINE) $(PY) recipes/fer.py --config $(FER_RECIPE) --output_dir $(FER_CHECKPOINT)
+	$(call offline_if_tiny,$(FER_RECIPE)) $(PY) recipes/fer.py --config $(FER_RECIPE) --output_dir $(FER_CHECKPOINT)
 
 fer-onnx: install
 	@test -f $(FER_CHECKPOINT)/config.json || $(MAKE) fer
@@ -88,22 +90,22 @@ quality: lint
 ACCELERATE_CONFIG ?=
 sft: install
 	@if [ "$(RECIPE)" = "recipes/tiny/sft.yaml" ] && [ ! -d $(OUT)/data/tiny/dataset ]; then $(MAKE) data; fi
-	$(if $(filter recipes/tiny/%,$(RECIPE)),$(OFFLINE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
+	$(call offline_if_tiny,$(RECIPE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
 		recipes/sft.py --config $(RECIPE)
 
 serve: install
-	$(OFFLINE) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
+	$(call offline_if_tiny,$(MODEL)) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
 
 # Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
 eval: install
-	$(OFFLINE) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
+	$(call offline_if_tiny,$(EVAL_RECIPE)) $(PY) recipes/eval.py --config $(EVAL_RECIPE)
 
 # RAFT with $(RAFT_RECIPE): k samples per training clip, the best by reward, one more epoch on the SFT adapter
 # (default: the offline tiny recipe, which first trains the tiny SFT adapter with `make sft`). ACCELERATE_CONFIG as
 # for sft.
 raft: install
 	@if [ "$(RAFT_RECIPE)" = "recipes/tiny/raft.yaml" ] && [ ! -f $(OUT)/tiny/sft/adapter_config.json ]; then $(MAKE) sft RECIPE=recipes/tiny/sft.yaml; fi
-	$(if $(filter recipes/tiny/%,$(RAFT_RECIPE)),$(OFFLINE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
+	$(call offline_if_tiny,$(RAFT_RECIPE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
 		recipes/raft.py --config $(RAFT_RECIPE)
 
 # The demo on the built-in tiny model. Each stage's last output is its stamp: a rerun skips the stages that are
