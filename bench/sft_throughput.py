@@ -9,7 +9,7 @@ Rows (each is the recipe YAML plus overrides):
   baseline   the original's settings: batch 2 x 8 accumulation, LoRA also on the encoder's q/k/v (its suffix
              match), activation checkpointing on, log-mel features and the encoder run at every step;
   fast       the recipe's batch size with the fast paths: encoder-state cache, no activation checkpointing,
-             group_by_length (recipes/evoxtral/sft/config_lora.yaml, the default at real shapes, sets all of them);
+             group_by_length (recipes/voxtral-mini-3b/sft/config_lora.yaml, the default at real shapes, sets all of them);
   variant    the fast row without the encoder-state cache, or at another batch size (--batch_sizes).
 TRL's fused LM head (loss only at target positions) and bf16 + SDPA (from the recipe YAML) are on in every row.
 
@@ -56,7 +56,7 @@ from evoxtral.training import build_sft_trainer, make_sft_parser
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = {
     # The measurement: one 30 s chunk (375 audio tokens), 8 prompt tokens, ~100 target tokens.
-    "real": dict(recipe=REPO / "recipes/evoxtral/sft/config_lora.yaml", clip_seconds=20.0, mean_words=60,
+    "real": dict(recipe=REPO / "recipes/voxtral-mini-3b/sft/config_lora.yaml", clip_seconds=20.0, mean_words=60,
                  warmup_steps=3, measure_steps=10),
     "tiny": dict(recipe=REPO / "recipes/tiny/sft.yaml", clip_seconds=2.0, mean_words=10,
                  warmup_steps=1, measure_steps=2),

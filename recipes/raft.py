@@ -2,7 +2,7 @@
 
     accelerate launch --num_processes 1 recipes/raft.py --config recipes/tiny/raft.yaml          # offline, CPU
     accelerate launch --config_file accelerate_configs/single_gpu.yaml \\
-        recipes/raft.py --config recipes/evoxtral/raft/config.yaml --rounds 2                   # Voxtral-Mini-3B
+        recipes/raft.py --config recipes/voxtral-mini-3b/raft/config.yaml --rounds 2                   # Voxtral-Mini-3B
 
 Every setting can be overridden on the command line; see recipes/RAFT.md. The logic lives in evoxtral/raft.py.
 """

@@ -2,7 +2,7 @@
 
     accelerate launch --num_processes 1 recipes/sft.py --config recipes/tiny/sft.yaml   # offline, CPU
     accelerate launch --config_file accelerate_configs/single_gpu.yaml \\
-        recipes/sft.py --config recipes/evoxtral/sft/config_lora.yaml                  # Voxtral-Mini-3B, a GPU
+        recipes/sft.py --config recipes/voxtral-mini-3b/sft/config_lora.yaml                  # Voxtral-Mini-3B, a GPU
 
 Every setting can be overridden on the command line (`--learning_rate 1e-4 --max_steps 10`); see
 recipes/SFT.md. The logic lives in evoxtral/training.py.

@@ -20,7 +20,7 @@ from evoxtral.training import build_sft_trainer, make_sft_parser
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RECIPE = REPO / "recipes" / "tiny" / "sft.yaml"
-REAL_RECIPE = REPO / "recipes" / "evoxtral" / "sft" / "config_lora.yaml"
+REAL_RECIPE = REPO / "recipes" / "voxtral-mini-3b" / "sft" / "config_lora.yaml"
 # Two clips over 30 s (two chunks each) among short ones: lengths differ by 375 audio tokens.
 CLIP_SECONDS = (1.0, 31.0, 2.0, 33.0)
 
