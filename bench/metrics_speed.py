@@ -17,8 +17,8 @@ from collections import Counter
 
 import jiwer
 
-from evoxtral import tags
-from evoxtral.bench import compute_metrics
+from evoxtral.scoring import tags
+from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 WORDS = (
     "so I was thinking maybe we could try that new restaurant downtown if you are free this weekend "

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from evoxtral.bench import compute_metrics
+from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 MISMATCHED_SUFFIX = " (other audio)"
 
@@ -416,8 +416,8 @@ def run_evaluation(args: EvalArguments) -> dict[str, dict[str, dict]]:
     """Decode, score and report; returns {model label: {protocol: metrics}}."""
     from functools import cache
 
-    from evoxtral.bench import PROTOCOLS
     from evoxtral.modeling import ModelLoadError, load_model_and_processor
+    from evoxtral.scoring.evoxtral_bench import PROTOCOLS
 
     specs = [ModelSpec.parse(text) for text in args.models]
     if len({spec.label for spec in specs}) != len(specs):

@@ -109,7 +109,7 @@ class LearningCheckArguments:
     )
 
     def __post_init__(self):
-        from evoxtral.bench import PROTOCOLS
+        from evoxtral.scoring.evoxtral_bench import PROTOCOLS
 
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")

@@ -3,10 +3,10 @@
 ``recipes/raft.py`` parses arguments and calls :func:`run_raft`. One round is
 
 1. **sample**: k transcripts per clip of the training split (:func:`evoxtral.sampling.sample_transcripts`, batches
-   across clips), each scored with the rewards named in the recipe (:mod:`evoxtral.rewards`). Every scored clip is
+   across clips), each scored with the rewards named in the recipe (:mod:`evoxtral.scoring.rewards`). Every scored clip is
    appended to ``round_<r>/scored/samples-rank<n>.jsonl`` and flushed batch by batch, so a killed run resumes with
    the clips it has not scored yet (a torn last line is dropped);
-2. **select**: the best of k per clip, then the original rule (:func:`evoxtral.rewards.select_best_of_k`): drop
+2. **select**: the best of k per clip, then the original rule (:func:`evoxtral.scoring.rewards.select_best_of_k`): drop
    the clips whose best reward is at or below the value at the bottom ``drop_fraction``; optionally fall back to
    the reference transcript where the best sample scores below the reference's own reward. All k samples with
    their rewards and the decision are saved as a ``datasets`` folder, ``round_<r>/samples``, to inspect a run;
@@ -35,7 +35,7 @@ from transformers import set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from evoxtral.processing import write_tokenizer_config
-from evoxtral.rewards import (
+from evoxtral.scoring.rewards import (
     DEFAULT_DROP_FRACTION,
     DEFAULT_REWARD_NAMES,
     DEFAULT_REWARD_WEIGHTS,
@@ -80,7 +80,9 @@ class RaftArguments:
     sampling_batch_size: int = field(default=8, metadata={"help": "clips per generate call (each gives k rows)"})
     reward_funcs: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARD_NAMES),
-        metadata={"help": f"rewards by name from evoxtral.rewards.REWARD_FUNCS (default {DEFAULT_REWARD_NAMES})"},
+        metadata={
+            "help": f"rewards by name from evoxtral.scoring.rewards.REWARD_FUNCS (default {DEFAULT_REWARD_NAMES})"
+        },
     )
     reward_weights: list[float] = field(
         default_factory=lambda: list(DEFAULT_REWARD_WEIGHTS),

@@ -35,10 +35,10 @@ import transformers
 from transformers import GenerationConfig, VoxtralConfig, VoxtralForConditionalGeneration
 from trl.trainer.utils import compute_flops_per_token, get_peak_flops
 
-from evoxtral import tags
 from evoxtral.audio import SAMPLING_RATE
 from evoxtral.modeling import load_model_and_processor
 from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor
+from evoxtral.scoring import tags
 from evoxtral.tiny import AUDIO_TOKEN_ID, PAD_TOKEN_ID, TINY_MODEL_NAME, write_voxtral_tekken
 
 GIB = 1024**3

@@ -27,7 +27,6 @@ from transformers import TrainerCallback, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
 
-from evoxtral.bench import compute_metrics
 from evoxtral.collator import FEATURES_COLUMN, VoxtralTranscriptionCollator, add_input_features, add_sequence_lengths
 from evoxtral.encoder_cache import (
     ENCODER_STATES_COLUMN,
@@ -39,6 +38,7 @@ from evoxtral.evaluation import decodable_clips, load_eval_split
 from evoxtral.inference import transcribe
 from evoxtral.modeling import load_model_and_processor
 from evoxtral.processing import write_tokenizer_config
+from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 logger = logging.getLogger(__name__)
 

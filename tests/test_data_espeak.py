@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evoxtral import tags as vocab
 from evoxtral.data.backends import AudioCheck, SynthesisError, SynthesisRequest, decode_and_check
 from evoxtral.data.espeak import EspeakBackend, build_renderings, rendering_table, script_to_ssml
 from evoxtral.data.scripts import is_scoped
+from evoxtral.scoring import tags as vocab
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make system-deps)")
 

@@ -6,8 +6,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from evoxtral import tags as vocab
 from evoxtral.data import scripts as sc
+from evoxtral.scoring import tags as vocab
 
 LEARNING_TAGS = ["whispers", "shouts", "sad", "pause", "laughs", "excited"]
 

@@ -2,7 +2,6 @@
 
 import pytest
 
-from evoxtral.bench import compute_metrics
 from evoxtral.evaluation import (
     MISMATCHED_SUFFIX,
     ModelSpec,
@@ -12,6 +11,7 @@ from evoxtral.evaluation import (
     render_per_tag_table,
     render_report,
 )
+from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 
 def test_model_spec_parse():
@@ -108,7 +108,7 @@ def tiny_dataset(tmp_path_factory):
     """Four tone clips in the data_gen schema (one with broken audio), saved with save_to_disk."""
     import datasets
 
-    from evoxtral import tags
+    from evoxtral.scoring import tags
 
     texts = ["[sighs] one two", "[laughs] three", "four [laughs] five", "six SEVEN", "eight"]
     audio = [{"bytes": _wav_bytes(0.5 + 0.1 * i, 220 * (i + 1)), "path": f"clip{i}.wav"} for i in range(5)]

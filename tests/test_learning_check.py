@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evoxtral.bench import compute_metrics
 from evoxtral.evaluation import MISMATCHED_SUFFIX
 from evoxtral.learning_check import (
     CONDITIONS,
@@ -32,6 +31,7 @@ from evoxtral.learning_check import (
     summarize_learning_check,
     write_results,
 )
+from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER = MISMATCHED_SUFFIX

@@ -5,7 +5,7 @@ from pathlib import Path
 import evaluate
 import pytest
 
-from evoxtral.bench import compute_metrics
+from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 METRICS = Path(__file__).resolve().parents[1] / "metrics"
 PREDICTIONS = ["[laughing] That was the BEST day ever!", "[sighs] fine", "ok then", "[pause]"]

@@ -216,7 +216,7 @@ def test_tiny_raft_through_accelerate_launch(raft_dataset, sft_adapter, tmp_path
     import datasets
     from safetensors.torch import load_file
 
-    from evoxtral.rewards import combined_reward
+    from evoxtral.scoring.rewards import combined_reward
 
     root = Path(__file__).resolve().parents[1]
     output_dir = tmp_path / "raft"

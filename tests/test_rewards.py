@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from evoxtral.rewards import (
+from evoxtral.scoring.rewards import (
     REWARD_FUNCS,
     combined_reward,
     format_reward,

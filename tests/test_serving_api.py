@@ -23,9 +23,9 @@ from conftest import encode, tone
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
+from evoxtral.scoring.tags import segment_emotion
 from evoxtral.serving import ServeSettings, create_app
 from evoxtral.serving.transcriber import model_transcriber
-from evoxtral.tags import segment_emotion
 
 # Two phrases spoken by espeak-ng ("Hello there, I was thinking we could try that new place downtown." and
 # "That sounds wonderful."), 1.6 s apart: 7.47 s, 22.05 kHz mono Ogg Vorbis.

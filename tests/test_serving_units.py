@@ -7,12 +7,12 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from evoxtral.scoring.tags import segment_emotion
 from evoxtral.serving.batching import MicroBatcher, QueueFull
 from evoxtral.serving.results import TimedText, native_result, srt, verbose_json_result, vtt
 from evoxtral.serving.segmentation import SAMPLING_RATE, Segment, is_silent, merge_speech_runs
 from evoxtral.serving.settings import ServeSettings, settings_from_cli
 from evoxtral.serving.transcriber import DecodingOptions
-from evoxtral.tags import segment_emotion
 
 
 def seconds(start, end):

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from evoxtral import tags
+from evoxtral.scoring import tags
 
 
 def test_canonical_names_aliases_and_compounds():

@@ -16,9 +16,9 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
-from evoxtral import tags as vocab
 from evoxtral.data.backends import SAMPLING_RATE
 from evoxtral.data.scripts import SLICES, SPLITS
+from evoxtral.scoring import tags as vocab
 
 LONG_CLIP_S = 30.0  # Voxtral reads audio in 30 s chunks: longer clips cost a second chunk
 

@@ -1,6 +1,6 @@
 """The offline speech backend: espeak-ng (Debian) reading SSML, every vocabulary tag rendered audibly.
 
-How a tag sounds follows from its vocabulary entry (``evoxtral.tags.VOCABULARY``):
+How a tag sounds follows from its vocabulary entry (``evoxtral.scoring.tags.VOCABULARY``):
 
 * emotions change prosody, derived from the tag's valence and arousal (aroused -> faster, louder, wider pitch;
   unpleasant -> lower, slower), for the words up to the end of the sentence or the next scoped tag;
@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from evoxtral import tags as vocab
 from evoxtral.data.backends import SynthesisError, SynthesisRequest
 from evoxtral.data.scripts import is_scoped
 from evoxtral.data.sounds import SOUND_RECIPES, build_sound_clips
+from evoxtral.scoring import tags as vocab
 
 DEFAULT_VOICES = ["en-us+m3", "en-us+f2", "en+m1", "en-gb+f4", "en-us+m7", "en+f3"]
 

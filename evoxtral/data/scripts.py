@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evoxtral import tags as vocab
 from evoxtral.data.templates import DOMAIN_SENTENCES, FILLERS, NEUTRAL_WORDS
+from evoxtral.scoring import tags as vocab
 
 SPLITS = ("train", "validation", "test")
 DOMAINS = tuple(DOMAIN_SENTENCES)
@@ -74,7 +74,7 @@ def resolve_tag_set(spec: str | Sequence[str]) -> list[str]:
     for raw in spec:
         tag = vocab.canonical_tag(raw)
         if not tag.known or tag.modifier:
-            raise ValueError(f"{raw!r} is not a vocabulary tag (see evoxtral/tags.py)")
+            raise ValueError(f"{raw!r} is not a vocabulary tag (see evoxtral/scoring/tags.py)")
         if tag.name not in resolved:
             resolved.append(tag.name)
     return resolved

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from evoxtral.tags import extract_tags, plain_text, segment_emotion, tag_names
+from evoxtral.scoring.tags import extract_tags, plain_text, segment_emotion, tag_names
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 

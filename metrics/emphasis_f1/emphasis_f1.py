@@ -2,7 +2,7 @@
 
 import evaluate
 
-from evoxtral import hf_evaluate
+from evoxtral.scoring import hf_evaluate
 
 _DESCRIPTION = """\
 Precision, recall and F1 of the emphasised words (whole words in capitals, e.g. "I REALLY mean it") of predicted

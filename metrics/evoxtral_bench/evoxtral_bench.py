@@ -2,7 +2,7 @@
 
 import evaluate
 
-from evoxtral import hf_evaluate
+from evoxtral.scoring import hf_evaluate
 
 _DESCRIPTION = """\
 Scores tagged transcripts ("[nervous] So... [stammers] I was THINKING") against references: WER/CER of the

@@ -2,7 +2,7 @@
 
 import evaluate
 
-from evoxtral import hf_evaluate
+from evoxtral.scoring import hf_evaluate
 
 _DESCRIPTION = """\
 Precision, recall and F1 of the inline audio tags ([laughs], [sighs] ...) of predicted transcripts against

@@ -2,7 +2,7 @@
 
 import evaluate
 
-from evoxtral import hf_evaluate
+from evoxtral.scoring import hf_evaluate
 
 _DESCRIPTION = """\
 WER and CER of predicted transcripts against references after removing inline audio tags: the transcription

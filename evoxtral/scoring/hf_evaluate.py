@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import datasets
 import evaluate
 
-from evoxtral.bench import compute_metrics
+from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 CITATION = """\
 @misc{evoxtral_bench,

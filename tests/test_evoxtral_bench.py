@@ -5,8 +5,14 @@ import random
 import jiwer
 import pytest
 
-from evoxtral import tags
-from evoxtral.bench import compute_metrics, normalize_transcript, precision_recall_f1, sample_scores, score_samples
+from evoxtral.scoring import tags
+from evoxtral.scoring.evoxtral_bench import (
+    compute_metrics,
+    normalize_transcript,
+    precision_recall_f1,
+    sample_scores,
+    score_samples,
+)
 
 
 def evoxtral(prediction, reference):

@@ -1,7 +1,7 @@
 """RAFT rewards as plain functions looked up by name, and the best-of-k selection rule.
 
 Every reward is ``reward(prediction, reference, *, protocol="evoxtral") -> float`` with higher meaning better,
-built on the per-sample scores of :mod:`evoxtral.bench` (no second copy of any metric). A recipe names them in
+built on the per-sample scores of :mod:`evoxtral.scoring.evoxtral_bench` (no second copy of any metric). A recipe names them in
 its YAML (``reward_funcs: [wer_accuracy, tag_f1, hallucination]``, ``reward_weights: [0.4, 0.4, 0.2]``) and
 calls :func:`combined_reward`. The defaults reproduce the original RAFT reward exactly::
 
@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from evoxtral import tags
-from evoxtral.bench import SampleScores, sample_scores
+from evoxtral.scoring import tags
+from evoxtral.scoring.evoxtral_bench import SampleScores, sample_scores
 
 DEFAULT_REWARD_NAMES = ("wer_accuracy", "tag_f1", "hallucination")
 DEFAULT_REWARD_WEIGHTS = (0.4, 0.4, 0.2)

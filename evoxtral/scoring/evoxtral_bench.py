@@ -7,7 +7,7 @@ Two protocols share one counting pass and one aggregation:
   no tags on either side scores 1.0), WER/CER skipped for blank references, a pooled per-tag table. The original
   reports only emphasis F1; emphasis precision and recall are added here with the same per-sample edge rules.
 * ``protocol="corpus"`` (the default) pools counts over the corpus (micro averages), names tags through
-  :mod:`evoxtral.tags` (aliases and compound tags merged), can require a predicted tag to stand near the
+  :mod:`evoxtral.scoring.tags` (aliases and compound tags merged), can require a predicted tag to stand near the
   reference tag (``collar``), reports macro-F1 over tags with enough support, and pools WER/CER over the corpus
   on normalised text (:func:`normalize_transcript`).
 
@@ -26,7 +26,7 @@ import numpy as np
 from jiwer.transformations import cer_default, wer_default
 from rapidfuzz.distance import Levenshtein
 
-from evoxtral import tags
+from evoxtral.scoring import tags
 
 PROTOCOLS = ("corpus", "evoxtral")
 DEFAULT_MIN_SUPPORT = 3
