@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from evoxtral.audio import num_chunks
 from evoxtral.collator import VoxtralTranscriptionCollator
+from evoxtral.data.audio import num_chunks
 from evoxtral.inference import transcribe
 from evoxtral.sampling import sample_transcripts
 from evoxtral.throughput import (

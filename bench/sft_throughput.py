@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, TrainerCallback
 
-from evoxtral.audio import num_chunks
 from evoxtral.collator import VoxtralTranscriptionCollator
+from evoxtral.data.audio import num_chunks
 from evoxtral.modeling import resolve_model_source
 from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor, load_processor, save_processor
 from evoxtral.throughput import (

@@ -6,7 +6,7 @@ Flags override the YAML (e.g. `--num_clips 200 --backend elevenlabs --dry_run tr
 import datasets
 from trl import TrlParser
 
-from evoxtral.data.pipeline import DataGenArguments, run
+from evoxtral.data.generation.pipeline import DataGenArguments, run
 
 
 def main(args: DataGenArguments) -> None:

@@ -19,7 +19,7 @@ import torch
 from datasets import Array3D, Dataset
 from transformers import VoxtralProcessor
 
-from evoxtral.audio import CHUNK_SAMPLES, SAMPLING_RATE, AudioDecodeError, decode_audio_value, num_chunks
+from evoxtral.data.audio import CHUNK_SAMPLES, SAMPLING_RATE, AudioDecodeError, decode_audio_value, num_chunks
 
 logger = logging.getLogger(__name__)
 

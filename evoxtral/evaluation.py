@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from evoxtral.data.splits import clip_ids, decodable_clips, load_split
 from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 MISMATCHED_SUFFIX = " (other audio)"
@@ -74,48 +74,6 @@ def mismatched_audio_order(num_clips: int, seed: int = 0) -> list[int]:
         order = rng.permutation(num_clips)
         if not (order == np.arange(num_clips)).any():
             return order.tolist()
-
-
-# --- Data ----------------------------------------------------------------------------------------------------------
-
-
-def load_eval_split(dataset: str, split: str, max_samples: int | None = None, **load_kwargs):
-    """A split of a saved DatasetDict (folder) or a hub dataset, audio left undecoded (no torchcodec needed).
-
-    `load_kwargs` (name, data_dir, data_files ...) go to `datasets.load_dataset` for hub datasets.
-    """
-    import datasets
-
-    if os.path.isdir(dataset):
-        data = datasets.load_from_disk(dataset)
-        if isinstance(data, datasets.DatasetDict):
-            if split not in data:
-                raise ValueError(f"{dataset} has splits {list(data)}, not {split!r}")
-            data = data[split]
-    else:
-        data = datasets.load_dataset(dataset, split=split, **load_kwargs)
-    if max_samples is not None:
-        data = data.select(range(min(max_samples, len(data))))
-    if "audio" in data.column_names and isinstance(data.features["audio"], datasets.Audio):
-        data = data.cast_column(
-            "audio", datasets.Audio(sampling_rate=data.features["audio"].sampling_rate, decode=False)
-        )
-    return data
-
-
-def decodable_clips(audios: Sequence[Any], ids: Sequence[str]) -> tuple[list[int], list[str]]:
-    """Indices of clips whose audio decodes, and a message for each one that does not."""
-    from evoxtral.audio import AudioDecodeError, decode_audio_value
-
-    good, problems = [], []
-    for index, (audio, clip_id) in enumerate(zip(audios, ids)):
-        try:
-            decode_audio_value(audio)
-        except AudioDecodeError as error:
-            problems.append(f"clip {clip_id}: {error}")
-        else:
-            good.append(index)
-    return good, problems
 
 
 # --- Decoding with resume ------------------------------------------------------------------------------------------
@@ -426,13 +384,9 @@ def run_evaluation(args: EvalArguments) -> dict[str, dict[str, dict]]:
     if unknown or not args.protocols:
         raise ValueError(f"protocols must be among {PROTOCOLS}, got {args.protocols}")
     output_dir = Path(args.output_dir)
-    data = load_eval_split(args.dataset, args.split, args.max_samples)
-    audios = data[args.audio_column]
-    ids = data[args.id_column] if args.id_column in data.column_names else [str(i) for i in range(len(data))]
-    references = data[args.text_column]
+    data = load_split(args.dataset, args.split, args.max_samples, audio_column=args.audio_column)
+    audios, ids, references = data[args.audio_column], clip_ids(data, args.id_column), data[args.text_column]
     keep, skipped = decodable_clips(audios, ids)
-    for problem in skipped:
-        print(f"Skipping {problem}")
     audios, ids, references = [audios[i] for i in keep], [ids[i] for i in keep], [references[i] for i in keep]
     if not audios:
         raise ValueError(f"no decodable clips in {args.dataset} ({args.split})")

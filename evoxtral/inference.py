@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import VoxtralProcessor
 
-from evoxtral.audio import decode_audio_value
 from evoxtral.collator import VoxtralTranscriptionCollator
+from evoxtral.data.audio import decode_audio_value
 
 
 def transcribe(

@@ -21,7 +21,7 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
-from evoxtral.audio import CHUNK_SECONDS, SAMPLING_RATE
+from evoxtral.data.audio import CHUNK_SECONDS, SAMPLING_RATE
 
 TEKKEN_FILE = "tekken.json"
 TOKENIZER_CONFIG = {"tokenizer_class": "MistralCommonBackend", "processor_class": "VoxtralProcessor"}

@@ -422,7 +422,7 @@ class RaftRun:
 
 def run_round(run: RaftRun, round_number: int, model_source: str, adapter: str | None):
     """Sample, select and train one round into ``round_<r>/``; returns (summary, trainer)."""
-    from evoxtral.evaluation import decodable_clips
+    from evoxtral.data.splits import clip_ids, decodable_clips
     from evoxtral.training import (
         last_complete_checkpoint,
         load_sft_model,
@@ -434,11 +434,8 @@ def run_round(run: RaftRun, round_number: int, model_source: str, adapter: str |
     args, sft_args, state = run.raft_args, run.sft_args, run.state
     folder = round_dir(run.training_args.output_dir, round_number)
     data = run.train_rows
-    ids = data[args.id_column] if args.id_column in data.column_names else [str(i) for i in range(len(data))]
-    audios = data[sft_args.audio_column]
-    positions, problems = decodable_clips(audios, ids)
-    for problem in problems:
-        print(f"Skipping {problem}")
+    ids, audios = clip_ids(data, args.id_column), data[sft_args.audio_column]
+    positions, _ = decodable_clips(audios, ids)
     model, processor = load_sft_model(
         run.model_args, sft_args, model_name_or_path=model_source, adapter=adapter, device=state.device
     )
@@ -516,16 +513,16 @@ def run_raft(
     output_dir, pushed when asked. Returns each round's summary."""
     from accelerate import PartialState
 
-    from evoxtral.evaluation import load_eval_split
+    from evoxtral.data.splits import load_split
 
     if sft_args.random_init:
         raise ValueError("RAFT continues a trained model: random_init does not apply")
     state = PartialState()
     set_seed(training_args.seed)
-    train_rows = load_eval_split(raft_args.dataset, raft_args.split, sft_args.max_train_samples)
+    train_rows = load_split(raft_args.dataset, raft_args.split, sft_args.max_train_samples)
     eval_rows = None
     if training_args.eval_strategy != "no":
-        eval_rows = load_eval_split(raft_args.dataset, raft_args.eval_split, sft_args.max_eval_samples)
+        eval_rows = load_split(raft_args.dataset, raft_args.eval_split, sft_args.max_eval_samples)
     run = RaftRun(raft_args, training_args, model_args, sft_args, train_rows, eval_rows, state)
     output_dir = Path(training_args.output_dir)
     summaries, trainer = [], None

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache, StaticCache, VoxtralProcessor
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from evoxtral.audio import decode_audio_value, num_chunks
 from evoxtral.collator import VoxtralTranscriptionCollator
+from evoxtral.data.audio import decode_audio_value, num_chunks
 
 # Static caches are allocated in steps of this many positions, so that batches whose prompts differ by a few
 # tokens share one compiled decode graph.

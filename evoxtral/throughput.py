@@ -35,7 +35,7 @@ import transformers
 from transformers import GenerationConfig, VoxtralConfig, VoxtralForConditionalGeneration
 from trl.trainer.utils import compute_flops_per_token, get_peak_flops
 
-from evoxtral.audio import SAMPLING_RATE
+from evoxtral.data.audio import SAMPLING_RATE
 from evoxtral.modeling import load_model_and_processor
 from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor
 from evoxtral.scoring import tags

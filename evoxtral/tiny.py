@@ -26,7 +26,7 @@ from mistral_common.tokens.tokenizers.base import SpecialTokens
 from safetensors import safe_open
 from transformers import GenerationConfig, VoxtralConfig, VoxtralForConditionalGeneration
 
-from evoxtral.audio import CHUNK_SECONDS, SAMPLING_RATE
+from evoxtral.data.audio import CHUNK_SECONDS, SAMPLING_RATE
 from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor, save_processor
 
 TINY_MODEL_NAME = "evoxtral-tiny"

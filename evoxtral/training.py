@@ -28,13 +28,13 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
 
 from evoxtral.collator import FEATURES_COLUMN, VoxtralTranscriptionCollator, add_input_features, add_sequence_lengths
+from evoxtral.data.splits import decodable_clips, load_training_splits, prepare_rows
 from evoxtral.encoder_cache import (
     ENCODER_STATES_COLUMN,
     accept_audio_encoder_states,
     add_audio_encoder_states,
     audio_encoder,
 )
-from evoxtral.evaluation import decodable_clips, load_eval_split
 from evoxtral.inference import transcribe
 from evoxtral.modeling import load_model_and_processor
 from evoxtral.processing import write_tokenizer_config
@@ -115,82 +115,10 @@ def make_sft_parser(subparsers=None, prog: str | None = None) -> TrlParser:
 # Data
 
 
-def load_sft_splits(
-    script_args: ScriptArguments, mixture: DatasetMixtureConfig, seed: int
-) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """(train, eval) from `dataset_name` (a hub id or a `save_to_disk` folder) or a mixture (`datasets:`).
-
-    A mixture interleaves its datasets with probabilities proportional to their `fraction` (plain
-    concatenation when unset) and stops when the first runs out, so no dataset is repeated. Evaluation uses
-    `test_split_size` of the mixture when set, else each source's `dataset_test_split` where it has one.
-    """
-    if mixture.datasets:
-        sources = [
-            (
-                config.path,
-                config.split,
-                config.columns,
-                dict(name=config.name, data_dir=config.data_dir, data_files=config.data_files),
-            )
-            for config in mixture.datasets
-        ]
-    elif script_args.dataset_name:
-        sources = [
-            (script_args.dataset_name, script_args.dataset_train_split, None, {"name": script_args.dataset_config})
-        ]
-    else:
-        raise ValueError("set dataset_name (a hub id or a save_to_disk folder) or a `datasets:` mixture")
-    trains, evaluations = [], []
-    for path, split, columns, load_kwargs in sources:
-        trains.append(_select(load_eval_split(path, split, **load_kwargs), columns))
-        if mixture.test_split_size is None:
-            try:
-                held_out = load_eval_split(path, script_args.dataset_test_split, **load_kwargs)
-            except (KeyError, ValueError):
-                logger.warning("%s has no %r split to evaluate on", path, script_args.dataset_test_split)
-            else:
-                evaluations.append(_select(held_out, columns))
-
-    fractions = [config.fraction for config in mixture.datasets]
-    if len(trains) == 1:
-        train = trains[0]
-    elif any(fraction is not None for fraction in fractions):
-        weights = [fraction or 0.0 for fraction in fractions]
-        train = datasets.interleave_datasets(
-            trains, probabilities=[w / sum(weights) for w in weights], seed=seed, stopping_strategy="first_exhausted"
-        )
-    else:
-        train = datasets.concatenate_datasets(trains)
-    if mixture.test_split_size is not None:
-        split = train.train_test_split(test_size=mixture.test_split_size, seed=seed)
-        return split["train"], split["test"]
-    return train, datasets.concatenate_datasets(evaluations) if evaluations else None
-
-
-def _select(dataset: datasets.Dataset, columns: list[str] | None) -> datasets.Dataset:
-    return dataset.select_columns(columns) if columns else dataset
-
-
-def _decode_audio_in_collator(dataset: datasets.Dataset, audio_column: str = "audio") -> datasets.Dataset:
-    """Keep audio undecoded (bytes/path): the collator decodes it with soundfile in the dataloader workers.
-
-    This also spares `datasets` its torchcodec decoder, which it needs for `Audio(decode=True)` columns.
-    """
-    feature = dataset.features.get(audio_column)
-    if isinstance(feature, datasets.Audio) and feature.decode:
-        return dataset.cast_column(audio_column, datasets.Audio(sampling_rate=feature.sampling_rate, decode=False))
-    return dataset
-
-
 def prepare_sft_dataset(
     dataset: datasets.Dataset, sft_args: VoxtralSFTArguments, processor, limit: int | None, num_proc: int | None
 ) -> datasets.Dataset:
-    missing = {sft_args.audio_column, sft_args.text_column} - set(dataset.column_names)
-    if missing:
-        raise KeyError(f"dataset lacks column(s) {sorted(missing)}; it has {dataset.column_names}")
-    if limit is not None:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    dataset = _decode_audio_in_collator(dataset, sft_args.audio_column)
+    dataset = prepare_rows(dataset, audio_column=sft_args.audio_column, text_column=sft_args.text_column, limit=limit)
     if sft_args.precompute_features and FEATURES_COLUMN not in dataset.column_names:
         dataset = add_input_features(dataset, processor, audio_column=sft_args.audio_column, num_proc=num_proc)
     return dataset
@@ -340,9 +268,7 @@ class GenerationEvalCallback(TrainerCallback):
     ):
         self.trainer = trainer
         audios = eval_rows[audio_column]
-        keep, problems = decodable_clips(audios, [str(index) for index in range(len(audios))])
-        for problem in problems:
-            print(f"Generation-based evaluation skips validation {problem}")
+        keep, _ = decodable_clips(audios, [str(index) for index in range(len(audios))])
         self.audios = [audios[index] for index in keep]
         self.references = [eval_rows[text_column][index] for index in keep]
         self.language = language
@@ -392,7 +318,7 @@ def build_sft_trainer(
     """Model, data, collator, LoRA and the generation-based evaluation, wired into TRL's SFTTrainer."""
     set_seed(training_args.seed)
     model, processor = load_sft_model(model_args, sft_args)
-    train_rows, eval_rows = load_sft_splits(script_args, mixture, training_args.seed)
+    train_rows, eval_rows = load_training_splits(script_args, mixture, training_args.seed)
     num_proc = training_args.dataset_num_proc
     train_dataset = prepare_sft_dataset(train_rows, sft_args, processor, sft_args.max_train_samples, num_proc)
     eval_dataset = None

@@ -52,7 +52,7 @@ def tiny_sft_dataset(tmp_path_factory):
     """A `save_to_disk` DatasetDict of espeak-ng clips (train/validation/test) in the data_gen schema."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("needs espeak-ng (make system-deps)")
-    from evoxtral.data import pipeline
+    from evoxtral.data.generation import pipeline
 
     arguments = pipeline.DataGenArguments(
         output_dir=str(tmp_path_factory.mktemp("sft-data")),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import encode, tone
 
-from evoxtral.audio import (
+from evoxtral.data.audio import (
     CHUNK_SAMPLES,
     AudioDecodeError,
     AudioTooLong,

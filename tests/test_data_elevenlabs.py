@@ -12,10 +12,10 @@ import datasets
 import pytest
 import yaml
 
-from evoxtral.data import pipeline
-from evoxtral.data.backends import SynthesisError
-from evoxtral.data.espeak import EspeakBackend
-from evoxtral.data.standin import FaultPlan, create_app, serve_in_thread
+from evoxtral.data.generation import pipeline
+from evoxtral.data.generation.backends import SynthesisError
+from evoxtral.data.generation.espeak import EspeakBackend
+from evoxtral.data.generation.standin import FaultPlan, create_app, serve_in_thread
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make system-deps)")
 REPO = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ import soundfile as sf
 import yaml
 from huggingface_hub import HfApi
 
-from evoxtral.audio import load_audio
-from evoxtral.data import dataset as hub
-from evoxtral.data import pipeline
-from evoxtral.data.backends import SynthesisError
-from evoxtral.data.espeak import EspeakBackend
+from evoxtral.data.audio import load_audio
+from evoxtral.data.generation import dataset as hub
+from evoxtral.data.generation import pipeline
+from evoxtral.data.generation.backends import SynthesisError
+from evoxtral.data.generation.espeak import EspeakBackend
 from evoxtral.scoring import tags as vocab
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make system-deps)")

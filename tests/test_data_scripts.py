@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from evoxtral.data import scripts as sc
+from evoxtral.data.generation import scripts as sc
 from evoxtral.scoring import tags as vocab
 
 LEARNING_TAGS = ["whispers", "shouts", "sad", "pause", "laughs", "excited"]
@@ -166,7 +166,7 @@ class _ChatServer:
 def test_llm_scripts_are_validated_retried_and_fall_back(monkeypatch):
     from huggingface_hub import constants
 
-    from evoxtral.data.llm import LLMComposer
+    from evoxtral.data.generation.llm import LLMComposer
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     request = sc.ComposeRequest("voicemail", ["sighs", "laughs"], "light")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import encode, noise_clip
 
-from evoxtral.audio import AudioDecodeError
+from evoxtral.data.audio import AudioDecodeError
 from evoxtral.inference import transcribe
 
 

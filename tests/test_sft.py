@@ -21,6 +21,7 @@ from trl import DatasetMixtureConfig
 from trl.scripts.utils import DatasetConfig
 
 from evoxtral.collator import VoxtralTranscriptionCollator
+from evoxtral.data.splits import load_training_splits
 from evoxtral.inference import transcribe
 from evoxtral.merge import main as merge_main
 from evoxtral.modeling import load_model_and_processor
@@ -28,7 +29,6 @@ from evoxtral.training import (
     build_sft_trainer,
     last_complete_checkpoint,
     load_sft_model,
-    load_sft_splits,
     make_sft_parser,
     prepare_sft_dataset,
     recipe_from_argv,
@@ -91,20 +91,20 @@ def test_full_fine_tuning_freezes_only_the_encoder(tiny_model_dir):
 
 def test_splits_from_a_saved_dataset_and_mixtures(tiny_sft_dataset):
     script_args, _, _, mixture, _ = parse("--dataset_name", tiny_sft_dataset)
-    train, evaluation = load_sft_splits(script_args, mixture, seed=0)
+    train, evaluation = load_training_splits(script_args, mixture, seed=0)
     assert (len(train), len(evaluation)) == (32, 4)
 
     sources = [
         DatasetConfig(path=tiny_sft_dataset, split="train", columns=["id", "audio", "tagged_text"]),
         DatasetConfig(path=tiny_sft_dataset, split="test", columns=["id", "audio", "tagged_text"]),
     ]
-    train, evaluation = load_sft_splits(script_args, DatasetMixtureConfig(datasets=sources), seed=0)
+    train, evaluation = load_training_splits(script_args, DatasetMixtureConfig(datasets=sources), seed=0)
     assert len(train) == 32 + 4 and train.column_names == ["id", "audio", "tagged_text"]  # no fractions: concatenated
     assert len(evaluation) == 4 + 4  # each source's validation split
 
     for source in sources:
         source.fraction = 0.5
-    train, _ = load_sft_splits(script_args, DatasetMixtureConfig(datasets=sources), seed=0)
+    train, _ = load_training_splits(script_args, DatasetMixtureConfig(datasets=sources), seed=0)
     test_ids = set(datasets.load_from_disk(tiny_sft_dataset)["test"]["id"])
     ids = train["id"]
     assert len(ids) == len(set(ids)) < 32 + 4  # drawn by weight until the small one runs out: nothing repeated
@@ -113,7 +113,7 @@ def test_splits_from_a_saved_dataset_and_mixtures(tiny_sft_dataset):
 
 def test_missing_columns_are_named(tiny_sft_dataset, tiny_processor):
     script_args, _, _, mixture, sft_args = parse("--dataset_name", tiny_sft_dataset, "--text_column", "caption")
-    train, _ = load_sft_splits(script_args, mixture, seed=0)
+    train, _ = load_training_splits(script_args, mixture, seed=0)
     with pytest.raises(KeyError, match="caption"):
         prepare_sft_dataset(train, sft_args, tiny_processor, limit=None, num_proc=None)
 

@@ -1,1 +1,2 @@
-"""Data generation: tagged scripts -> expressive speech -> a `datasets` dataset (see data_gen/README.md)."""
+"""Data: audio decoding, the one place a dataset split is loaded and prepared for any stage (splits.py), and the
+generator of tagged expressive speech (generation/, see data_gen/README.md)."""

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from evoxtral import __version__
-from evoxtral.audio import AudioDecodeError, AudioTooLong, UnsupportedAudioFormat, load_audio
+from evoxtral.data.audio import AudioDecodeError, AudioTooLong, UnsupportedAudioFormat, load_audio
 from evoxtral.serving.batching import MicroBatcher, QueueFull
 from evoxtral.serving.errors import APIError, error_response, install_error_handlers, upload_too_large_message
 from evoxtral.serving.results import (

@@ -6,7 +6,7 @@ to end with no network. Faults can be injected: a queue of faults for the next r
 every text's first request. Kinds: "429" (with Retry-After), "500", "503", "401", "slow" (answers after
 ``slow_s``), "empty", "corrupt" (bytes that are not audio) and "silent" (valid audio of silence).
 
-Run it alone with ``python -m evoxtral.data.standin --port 8910 --fault 429 --fault 500``; point a config at
+Run it alone with ``python -m evoxtral.data.generation.standin --port 8910 --fault 429 --fault 500``; point a config at
 it with ``elevenlabs_base_url: http://127.0.0.1:8910`` and any ELEVENLABS_API_KEY.
 """
 
@@ -25,10 +25,10 @@ import numpy as np
 import soundfile as sf
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 
-from evoxtral.audio import load_audio
-from evoxtral.data.backends import SynthesisError, SynthesisRequest
-from evoxtral.data.espeak import DEFAULT_VOICES, EspeakBackend
-from evoxtral.data.sounds import ESPEAK_SAMPLING_RATE
+from evoxtral.data.audio import load_audio
+from evoxtral.data.generation.backends import SynthesisError, SynthesisRequest
+from evoxtral.data.generation.espeak import DEFAULT_VOICES, EspeakBackend
+from evoxtral.data.generation.sounds import ESPEAK_SAMPLING_RATE
 
 FAULT_KINDS = ("429", "500", "503", "401", "slow", "empty", "corrupt", "silent")
 

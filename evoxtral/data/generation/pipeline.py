@@ -22,8 +22,8 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from evoxtral.data import dataset as hub
-from evoxtral.data.backends import (
+from evoxtral.data.generation import dataset as hub
+from evoxtral.data.generation.backends import (
     SAMPLING_RATE,
     AudioCheck,
     RetryPolicy,
@@ -33,8 +33,8 @@ from evoxtral.data.backends import (
     clip_key,
     synthesize_checked,
 )
-from evoxtral.data.files import write_atomic
-from evoxtral.data.scripts import (
+from evoxtral.data.generation.files import write_atomic
+from evoxtral.data.generation.scripts import (
     COMPOSERS,
     DEFAULT_SLICE_FRACTIONS,
     DOMAINS,
@@ -142,7 +142,7 @@ def make_plan(args: DataGenArguments) -> ScriptPlan:
             args.scripts_file, seed=args.seed, split_ratios=args.split_ratios, tag_set=args.tag_set
         )
     if args.script_source == "llm":
-        from evoxtral.data.llm import LLMComposer
+        from evoxtral.data.generation.llm import LLMComposer
 
         composer = LLMComposer(args.llm_base_url, args.llm_model, args.llm_token_env, args.llm_max_attempts)
         source = "llm"
@@ -221,11 +221,11 @@ class ClipStore:
 
 def make_backend(args: DataGenArguments, cache_dir: Path) -> SpeechBackend:
     if args.backend == "espeak":
-        from evoxtral.data.espeak import EspeakBackend
+        from evoxtral.data.generation.espeak import EspeakBackend
 
         return EspeakBackend(args.voices, cache_dir / "sounds", args.render_overrides, args.concurrency)
     if args.backend == "elevenlabs":
-        from evoxtral.data.elevenlabs_backend import ElevenLabsBackend
+        from evoxtral.data.generation.elevenlabs_backend import ElevenLabsBackend
 
         return ElevenLabsBackend(
             args.voices, model_id=args.elevenlabs_model, output_format=args.output_format,

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from evoxtral.audio import load_audio
-from evoxtral.data.files import write_atomic
+from evoxtral.data.audio import load_audio
+from evoxtral.data.generation.files import write_atomic
 
 ESPEAK_SAMPLING_RATE = 22_050  # every espeak-ng (non-MBROLA) voice; spliced clips must match it
 RECIPE_VERSION = 1

@@ -8,7 +8,7 @@ How a tag sounds follows from its vocabulary entry (``evoxtral.scoring.tags.VOCA
   fast, stammers repeat the first syllables, sings is a slow sing-song;
 * pauses are SSML breaks of a set length;
 * reactions and sound effects are short clips synthesised once (espeak-ng syllables and shaped noise, see
-  ``evoxtral.data.sounds``) and spliced in with ``<audio src>``.
+  ``evoxtral.data.generation.sounds``) and spliced in with ``<audio src>``.
 
 A tag with no rendering is reported (the clip fails with the reason), never silently dropped; the table in
 data_gen/README.md is ``rendering_table()``'s output.
@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from evoxtral.data.backends import SynthesisError, SynthesisRequest
-from evoxtral.data.scripts import is_scoped
-from evoxtral.data.sounds import SOUND_RECIPES, build_sound_clips
+from evoxtral.data.generation.backends import SynthesisError, SynthesisRequest
+from evoxtral.data.generation.scripts import is_scoped
+from evoxtral.data.generation.sounds import SOUND_RECIPES, build_sound_clips
 from evoxtral.scoring import tags as vocab
 
 DEFAULT_VOICES = ["en-us+m3", "en-us+f2", "en+m1", "en-gb+f4", "en-us+m7", "en+f3"]
@@ -42,14 +42,14 @@ class TagRendering:
     pitch_range: float = 1.0
     pitch_shift: float = 0.0  # percent
     break_ms: int = 0
-    sound: str = ""  # a recipe in evoxtral.data.sounds
+    sound: str = ""  # a recipe in evoxtral.data.generation.sounds
     stammer_words: int = 2
 
     def describe(self) -> str:
         if self.kind == "break":
             return f"SSML break of {self.break_ms} ms"
         if self.kind == "sound":
-            return f"spliced clip `{self.sound}` (evoxtral/data/sounds.py)"
+            return f"spliced clip `{self.sound}` (evoxtral/data/generation/sounds.py)"
         prosody = f"rate x{self.rate:.2f}, volume x{self.volume:.2f}, pitch {self.pitch_shift:+.0f}%, range x{self.pitch_range:.2f}"
         if self.kind == "whisper":
             return f"whisper voice variant, {prosody}"

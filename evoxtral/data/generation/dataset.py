@@ -16,8 +16,8 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
-from evoxtral.data.backends import SAMPLING_RATE
-from evoxtral.data.scripts import SLICES, SPLITS
+from evoxtral.data.generation.backends import SAMPLING_RATE
+from evoxtral.data.generation.scripts import SLICES, SPLITS
 from evoxtral.scoring import tags as vocab
 
 LONG_CLIP_S = 30.0  # Voxtral reads audio in 30 s chunks: longer clips cost a second chunk
@@ -57,7 +57,7 @@ def build_dataset_dict(rows: Sequence[ClipRow], long_clip_s: float = LONG_CLIP_S
 
     The audio is stored as WAV bytes and cast to ``Audio`` without re-encoding, so building needs no audio
     codec; reading decoded arrays back needs torchcodec, or ``Audio(decode=False)`` plus
-    ``evoxtral.audio.load_audio`` on the bytes.
+    ``evoxtral.data.audio.load_audio`` on the bytes.
     """
     splits = {}
     for split in sorted({row.split for row in rows}, key=lambda s: (SPLITS + (s,)).index(s)):

@@ -1,7 +1,7 @@
 """ElevenLabs v3 through the official ``elevenlabs`` SDK.
 
 The key is read from ELEVENLABS_API_KEY and handed to the SDK only: it is never logged, stored, or part of a
-clip key. The SDK's own retries are turned off so that the one retry policy (``evoxtral.data.backends``) decides:
+clip key. The SDK's own retries are turned off so that the one retry policy (``evoxtral.data.generation.backends``) decides:
 429, 408, 5xx, timeouts and dropped connections are retried with backoff (honouring Retry-After), other
 errors fail the clip at once.
 """
@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from evoxtral.data.backends import SynthesisError, SynthesisRequest, TransientSynthesisError
+from evoxtral.data.generation.backends import SynthesisError, SynthesisRequest, TransientSynthesisError
 
 RETRIABLE_STATUS = {408, 409, 429}
 

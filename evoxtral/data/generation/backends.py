@@ -16,9 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from evoxtral.audio import AudioDecodeError, load_audio
-
-SAMPLING_RATE = 16_000
+from evoxtral.data.audio import SAMPLING_RATE, AudioDecodeError, load_audio
 
 
 class SynthesisError(Exception):
@@ -48,7 +46,7 @@ class SpeechBackend(Protocol):
         """Everything besides text and voice that changes the audio; part of each clip's cache key."""
 
     def synthesize(self, request: SynthesisRequest) -> bytes:
-        """Encoded audio (any format ``evoxtral.audio.load_audio`` reads); raises SynthesisError."""
+        """Encoded audio (any format ``evoxtral.data.audio.load_audio`` reads); raises SynthesisError."""
 
 
 def clip_key(backend: SpeechBackend, request: SynthesisRequest) -> str:

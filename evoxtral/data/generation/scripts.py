@@ -2,7 +2,7 @@
 
 A script is the text a speech backend reads, with ElevenLabs v3 audio tags inline. Scripts come from three
 sources that all end in ``validate_script``: the offline template composer (default), an LLM behind any
-OpenAI-compatible endpoint (``evoxtral.data.llm``), or a JSON/JSONL file of records with ``tagged_text``.
+OpenAI-compatible endpoint (``evoxtral.data.generation.llm``), or a JSON/JSONL file of records with ``tagged_text``.
 
 Balance is planned before any text exists: the clips of each split get their density slice and domain first,
 then each split's tag slots are dealt so that every tag of the configured set reaches ``min_support`` in that
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evoxtral.data.templates import DOMAIN_SENTENCES, FILLERS, NEUTRAL_WORDS
+from evoxtral.data.generation.templates import DOMAIN_SENTENCES, FILLERS, NEUTRAL_WORDS
 from evoxtral.scoring import tags as vocab
 
 SPLITS = ("train", "validation", "test")

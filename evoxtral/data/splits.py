@@ -1,0 +1,148 @@
+"""The one place a dataset split is loaded and prepared, for SFT, RAFT and evaluation alike.
+
+A split comes from a ``save_to_disk`` folder (a DatasetDict, or a single Dataset) or a Hub dataset, or from a
+mixture of several (TRL's ``DatasetMixtureConfig``). Its audio column is kept undecoded (bytes or a path): the
+collator decodes it with soundfile in the dataloader workers, and ``datasets`` needs no torchcodec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+from trl import DatasetMixtureConfig, ScriptArguments
+
+from evoxtral.data.audio import AudioDecodeError, decode_audio_value
+from evoxtral.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+def load_split(
+    dataset: str, split: str, max_samples: int | None = None, *, audio_column: str = "audio", **load_kwargs
+) -> datasets.Dataset:
+    """A split of a saved dataset folder or a Hub dataset (its first ``max_samples`` rows), audio undecoded.
+
+    ``load_kwargs`` (name, data_dir, data_files ...) go to ``datasets.load_dataset`` for Hub datasets.
+    """
+    if os.path.isdir(dataset):
+        data = datasets.load_from_disk(dataset)
+        if isinstance(data, datasets.DatasetDict):
+            if split not in data:
+                raise ValueError(f"{dataset} has splits {list(data)}, not {split!r}")
+            data = data[split]
+    else:
+        data = datasets.load_dataset(dataset, split=split, **load_kwargs)
+    if max_samples is not None:
+        data = data.select(range(min(max_samples, len(data))))
+    return keep_audio_undecoded(data, audio_column)
+
+
+def keep_audio_undecoded(dataset: datasets.Dataset, audio_column: str = "audio") -> datasets.Dataset:
+    """The audio column as bytes/path rather than decoded arrays (a no-op when it is already so, or absent)."""
+    feature = dataset.features.get(audio_column)
+    if isinstance(feature, datasets.Audio) and feature.decode:
+        return dataset.cast_column(audio_column, datasets.Audio(sampling_rate=feature.sampling_rate, decode=False))
+    return dataset
+
+
+def load_training_splits(
+    script_args: ScriptArguments,
+    mixture: DatasetMixtureConfig | None = None,
+    seed: int = 0,
+    *,
+    with_eval: bool = True,
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """(train, eval) from ``dataset_name`` (a hub id or a ``save_to_disk`` folder) or a mixture (``datasets:``).
+
+    A mixture interleaves its datasets with probabilities proportional to their ``fraction`` (plain concatenation
+    when unset) and stops when the first runs out, so no dataset is repeated. Evaluation uses ``test_split_size``
+    of the mixture when set, else each source's ``dataset_test_split`` where it has one. ``with_eval=False`` loads
+    no evaluation split (a run that does not evaluate).
+    """
+    sources = _sources(script_args, mixture)
+    trains, evaluations = [], []
+    for path, split, columns, load_kwargs in sources:
+        trains.append(_select(load_split(path, split, **load_kwargs), columns))
+        if with_eval and (mixture is None or mixture.test_split_size is None):
+            try:
+                held_out = load_split(path, script_args.dataset_test_split, **load_kwargs)
+            except (KeyError, ValueError):
+                logger.warning("%s has no %r split to evaluate on", path, script_args.dataset_test_split)
+            else:
+                evaluations.append(_select(held_out, columns))
+
+    fractions = [config.fraction for config in mixture.datasets] if mixture is not None else []
+    if len(trains) == 1:
+        train = trains[0]
+    elif any(fraction is not None for fraction in fractions):
+        weights = [fraction or 0.0 for fraction in fractions]
+        train = datasets.interleave_datasets(
+            trains, probabilities=[w / sum(weights) for w in weights], seed=seed, stopping_strategy="first_exhausted"
+        )
+    else:
+        train = datasets.concatenate_datasets(trains)
+    if mixture is not None and mixture.test_split_size is not None:
+        split = train.train_test_split(test_size=mixture.test_split_size, seed=seed)
+        return split["train"], split["test"] if with_eval else None
+    return train, datasets.concatenate_datasets(evaluations) if evaluations else None
+
+
+def _sources(script_args: ScriptArguments, mixture: DatasetMixtureConfig | None) -> list[tuple]:
+    """(path, split, columns, load_kwargs) of every dataset a run trains on."""
+    if mixture is not None and mixture.datasets:
+        return [
+            (
+                config.path,
+                config.split,
+                config.columns,
+                dict(name=config.name, data_dir=config.data_dir, data_files=config.data_files),
+            )
+            for config in mixture.datasets
+        ]
+    if script_args.dataset_name:
+        return [
+            (script_args.dataset_name, script_args.dataset_train_split, None, {"name": script_args.dataset_config})
+        ]
+    raise ValueError("set dataset_name (a hub id or a save_to_disk folder) or a `datasets:` mixture")
+
+
+def _select(dataset: datasets.Dataset, columns: list[str] | None) -> datasets.Dataset:
+    return dataset.select_columns(columns) if columns else dataset
+
+
+def prepare_rows(
+    dataset: datasets.Dataset, *, audio_column: str, text_column: str, limit: int | None = None
+) -> datasets.Dataset:
+    """The rows a stage trains or scores on: both columns present (else a KeyError naming them), the first
+    ``limit`` rows, audio undecoded."""
+    missing = {audio_column, text_column} - set(dataset.column_names)
+    if missing:
+        raise KeyError(f"dataset lacks column(s) {sorted(missing)}; it has {dataset.column_names}")
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return keep_audio_undecoded(dataset, audio_column)
+
+
+def clip_ids(dataset: datasets.Dataset, id_column: str) -> list[str]:
+    """Each row's id from ``id_column``, or its position when the dataset has no such column."""
+    if id_column in dataset.column_names:
+        return list(dataset[id_column])
+    return [str(index) for index in range(len(dataset))]
+
+
+def decodable_clips(audios: Sequence[Any], ids: Sequence[str]) -> tuple[list[int], list[str]]:
+    """Positions of the clips whose audio decodes; each one that does not is logged and described in the second
+    list ("clip <id>: <why>"), for a report to list."""
+    good, problems = [], []
+    for index, (audio, clip_id) in enumerate(zip(audios, ids)):
+        try:
+            decode_audio_value(audio)
+        except AudioDecodeError as error:
+            problems.append(f"clip {clip_id}: {error}")
+            logger.warning("Skipping %s", problems[-1])
+        else:
+            good.append(index)
+    return good, problems
