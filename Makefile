@@ -58,7 +58,7 @@ system-deps:
 install: $(VENV)/.installed system-deps
 
 tiny-model: install
-	$(OFFLINE) $(PY) -m evoxtral.tiny
+	$(OFFLINE) $(PY) -m evoxtral.model.tiny
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q tests

@@ -1,6 +1,6 @@
-"""RAFT sampling throughput: `evoxtral.sampling.sample_transcripts` against plain `generate` in the same run.
+"""RAFT sampling throughput: `evoxtral.model.sampling.sample_transcripts` against plain `generate` in the same run.
 
-Baseline: the original's sampler, `generate(num_return_sequences=k)` through `evoxtral.inference.transcribe`
+Baseline: the original's sampler, `generate(num_return_sequences=k)` through `evoxtral.model.inference.transcribe`
 (audio encoder and prompt prefill run k times per clip). Fast: `sample_transcripts` with the settings it picks on
 this device (on CUDA: static KV cache and compiled decoding), plus the other cache setting as a variant. Random
 weights, real Voxtral-Mini-3B shapes (nothing downloaded). Every sample is held to exactly `max_new_tokens`
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from evoxtral.collator import VoxtralTranscriptionCollator
 from evoxtral.data.audio import num_chunks
-from evoxtral.inference import transcribe
-from evoxtral.sampling import sample_transcripts
+from evoxtral.model.collator import VoxtralTranscriptionCollator
+from evoxtral.model.inference import transcribe
+from evoxtral.model.sampling import sample_transcripts
 from evoxtral.throughput import (
     BenchRow,
     add_bench_arguments,

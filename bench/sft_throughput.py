@@ -33,10 +33,11 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, TrainerCallback
 
-from evoxtral.collator import VoxtralTranscriptionCollator
 from evoxtral.data.audio import num_chunks
-from evoxtral.modeling import resolve_model_source
-from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor, load_processor, save_processor
+from evoxtral.model.collator import VoxtralTranscriptionCollator
+from evoxtral.model.loading import resolve_model_source
+from evoxtral.model.processor import TEKKEN_FILE, build_voxtral_processor, load_processor, save_processor
+from evoxtral.model.tiny import TINY_MODEL_NAME, write_voxtral_tekken
 from evoxtral.throughput import (
     BenchRow,
     PeakMemory,
@@ -50,7 +51,6 @@ from evoxtral.throughput import (
     training_flops_per_sample,
     write_report,
 )
-from evoxtral.tiny import TINY_MODEL_NAME, write_voxtral_tekken
 from evoxtral.training import build_sft_trainer, make_sft_parser
 
 REPO = Path(__file__).resolve().parents[1]

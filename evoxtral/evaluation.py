@@ -120,7 +120,7 @@ def decode_predictions(
     done = _read_done(path, rows)
     if len(done) == len(rows):
         return [row["prediction"] for row in done]
-    from evoxtral.inference import transcribe
+    from evoxtral.model.inference import transcribe
 
     model, processor = load()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -374,7 +374,7 @@ def run_evaluation(args: EvalArguments) -> dict[str, dict[str, dict]]:
     """Decode, score and report; returns {model label: {protocol: metrics}}."""
     from functools import cache
 
-    from evoxtral.modeling import ModelLoadError, load_model_and_processor
+    from evoxtral.model.loading import ModelLoadError, load_model_and_processor
     from evoxtral.scoring.evoxtral_bench import PROTOCOLS
 
     specs = [ModelSpec.parse(text) for text in args.models]

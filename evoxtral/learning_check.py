@@ -4,7 +4,7 @@ A controlled experiment, run stage by stage through the same entry points a user
 
 1. ``data``: ``data_gen/generate.py`` on a learning-check config (random words drawn independently of the tags,
    every tag rendered only in the sound);
-2. ``model``: ``python -m evoxtral.tiny`` writes a Voxtral-architecture checkpoint folder of the chosen size;
+2. ``model``: ``python -m evoxtral.model.tiny`` writes a Voxtral-architecture checkpoint folder of the chosen size;
 3. ``sft``: ``accelerate launch recipes/sft.py`` trains it from random weights (full fine-tuning);
 4. ``raft``: ``accelerate launch recipes/raft.py``, one round continuing the SFT model;
 5. ``eval``: ``recipes/eval.py`` on the held-out split for both models, with the mismatched-audio control.
@@ -79,7 +79,7 @@ class LearningCheckArguments:
     data_dir: str | None = field(
         default=None, metadata={"help": "where the data stage writes (default: the data config's output_dir)"}
     )
-    model_preset: str = field(default="tiny", metadata={"help": "a size preset of evoxtral.tiny (tiny, small)"})
+    model_preset: str = field(default="tiny", metadata={"help": "a size preset of evoxtral.model.tiny (tiny, small)"})
     model_vocab_size: int | None = field(default=None, metadata={"help": "overrides the preset"})
     model_text_layers: int | None = field(default=None, metadata={"help": "overrides the preset"})
     model_audio_layers: int | None = field(default=None, metadata={"help": "overrides the preset"})
@@ -430,7 +430,7 @@ def plan_stages(args: LearningCheckArguments, root: Path, python: str = sys.exec
         ),
         Stage(
             "model",
-            *python_command("-m", "evoxtral.tiny", "--output-dir", str(paths["model"]), "--preset", args.model_preset,
+            *python_command("-m", "evoxtral.model.tiny", "--output-dir", str(paths["model"]), "--preset", args.model_preset,
                             *size_options, "--seed", str(args.model_seed)),
             root / paths["model"],
             ("config.json", "tokenizer_config.json"),
@@ -530,7 +530,7 @@ def run_stages(stages: Sequence[Stage], root: Path, logs_dir: Path, records_path
 
 def run_learning_check(args: LearningCheckArguments) -> dict[str, Any]:
     """All stages, then results.md / results.json / learning_check.png in ``output_dir``; returns the summary."""
-    from evoxtral.tiny import count_parameters
+    from evoxtral.model.tiny import count_parameters
 
     root = find_repo_root()
     paths = stage_paths(args, root)

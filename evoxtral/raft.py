@@ -2,7 +2,7 @@
 
 ``recipes/raft.py`` parses arguments and calls :func:`run_raft`. One round is
 
-1. **sample**: k transcripts per clip of the training split (:func:`evoxtral.sampling.sample_transcripts`, batches
+1. **sample**: k transcripts per clip of the training split (:func:`evoxtral.model.sampling.sample_transcripts`, batches
    across clips), each scored with the rewards named in the recipe (:mod:`evoxtral.scoring.rewards`). Every scored clip is
    appended to ``round_<r>/scored/samples-rank<n>.jsonl`` and flushed batch by batch, so a killed run resumes with
    the clips it has not scored yet (a torn last line is dropped);
@@ -34,7 +34,7 @@ from peft import PeftModel
 from transformers import set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-from evoxtral.processing import write_tokenizer_config
+from evoxtral.model.processor import write_tokenizer_config
 from evoxtral.scoring.rewards import (
     DEFAULT_DROP_FRACTION,
     DEFAULT_REWARD_NAMES,
@@ -190,7 +190,7 @@ def sample_and_score(
     """
     from tqdm.auto import tqdm
 
-    from evoxtral.sampling import sample_transcripts
+    from evoxtral.model.sampling import sample_transcripts
 
     done = read_scored_rows(scored_dir)
     _check_same_run(done, dict(zip(ids, references)), settings, scored_dir, is_main=process_index == 0)

@@ -36,10 +36,10 @@ from transformers import GenerationConfig, VoxtralConfig, VoxtralForConditionalG
 from trl.trainer.utils import compute_flops_per_token, get_peak_flops
 
 from evoxtral.data.audio import SAMPLING_RATE
-from evoxtral.modeling import load_model_and_processor
-from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor
+from evoxtral.model.loading import load_model_and_processor
+from evoxtral.model.processor import TEKKEN_FILE, build_voxtral_processor
+from evoxtral.model.tiny import AUDIO_TOKEN_ID, PAD_TOKEN_ID, TINY_MODEL_NAME, write_voxtral_tekken
 from evoxtral.scoring import tags
-from evoxtral.tiny import AUDIO_TOKEN_ID, PAD_TOKEN_ID, TINY_MODEL_NAME, write_voxtral_tekken
 
 GIB = 1024**3
 RSS_SAMPLE_SECONDS = 0.005

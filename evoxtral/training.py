@@ -27,25 +27,27 @@ from transformers import TrainerCallback, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
 
-from evoxtral.collator import FEATURES_COLUMN, VoxtralTranscriptionCollator, add_input_features, add_sequence_lengths
 from evoxtral.data.splits import decodable_clips, load_training_splits, prepare_rows
-from evoxtral.encoder_cache import (
+from evoxtral.model.collator import (
+    FEATURES_COLUMN,
+    VoxtralTranscriptionCollator,
+    add_input_features,
+    add_sequence_lengths,
+)
+from evoxtral.model.encoder_cache import (
     ENCODER_STATES_COLUMN,
     accept_audio_encoder_states,
     add_audio_encoder_states,
     audio_encoder,
 )
-from evoxtral.inference import transcribe
-from evoxtral.modeling import load_model_and_processor
-from evoxtral.processing import write_tokenizer_config
+from evoxtral.model.inference import transcribe
+from evoxtral.model.loading import load_model_and_processor
+from evoxtral.model.lora import describe_lora, voxtral_lora_config
+from evoxtral.model.processor import write_tokenizer_config
 from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 logger = logging.getLogger(__name__)
 
-LANGUAGE_MODEL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-PROJECTOR_LORA_TARGETS = ["linear_1", "linear_2"]
-# What the original suffix match put on the encoder (its attention input projections).
-AUDIO_ENCODER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj"]
 # Trainer samplers that batch rows by the `length_column_name` column.
 LENGTH_GROUPED_SAMPLERS = ("group_by_length", "batch_rebalance")
 
@@ -186,37 +188,6 @@ def precomputed_features_column(dataset: datasets.Dataset) -> str | None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Model
-
-
-def lora_target_pattern(
-    language_model_modules: list[str] | None = None, *, include_audio_encoder: bool = False
-) -> str:
-    """A PEFT `target_modules` regex (matched against full module names) that names each part explicitly."""
-    language_model_modules = language_model_modules or LANGUAGE_MODEL_LORA_TARGETS
-    parts = [
-        rf"model\.language_model\.layers\.\d+\.(?:self_attn|mlp)\.(?:{'|'.join(map(re.escape, language_model_modules))})",
-        rf"model\.multi_modal_projector\.(?:{'|'.join(PROJECTOR_LORA_TARGETS)})",
-    ]
-    if include_audio_encoder:
-        parts.append(rf"model\.audio_tower\.layers\.\d+\.self_attn\.(?:{'|'.join(AUDIO_ENCODER_LORA_TARGETS)})")
-    return "|".join(f"(?:{part})" for part in parts)
-
-
-def voxtral_lora_config(model_args: ModelConfig, sft_args: VoxtralSFTArguments) -> LoraConfig | None:
-    if not model_args.use_peft:
-        return None
-    return LoraConfig(
-        r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
-        target_modules=lora_target_pattern(
-            model_args.lora_target_modules, include_audio_encoder=sft_args.lora_on_audio_encoder
-        ),
-        modules_to_save=model_args.lora_modules_to_save,
-        task_type=model_args.lora_task_type,
-        use_rslora=model_args.use_rslora,
-        use_dora=model_args.use_dora,
-    )
 
 
 def load_sft_model(
@@ -479,14 +450,7 @@ def key_settings(
     """The resolved settings a reader of the model card needs, whatever the recipe left at its defaults."""
     scheduler = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
     if model_args.use_peft:
-        targets = model_args.lora_target_modules or LANGUAGE_MODEL_LORA_TARGETS
-        parts = [f"language model {'/'.join(targets)}", "projector linear_1/linear_2"]
-        if sft_args.lora_on_audio_encoder:
-            parts.append(f"audio encoder {'/'.join(AUDIO_ENCODER_LORA_TARGETS)}")
-        method = f"LoRA r {model_args.lora_r}, alpha {model_args.lora_alpha}, dropout {model_args.lora_dropout} on "
-        method += ", ".join(parts)
-        if model_args.lora_modules_to_save:
-            method += f"; trained in full: {', '.join(model_args.lora_modules_to_save)}"
+        method = describe_lora(model_args, sft_args.lora_on_audio_encoder)
     else:
         method = "full fine-tuning" + (", audio encoder frozen" if sft_args.freeze_audio_encoder else "")
     return {
@@ -556,8 +520,9 @@ Trained with the Evoxtral {stage} recipe (TRL `SFTTrainer`).
 ## Use
 
 ```python
-from evoxtral.inference import transcribe
-from evoxtral.modeling import load_model_and_processor
+from evoxtral.model.inference import transcribe
+from evoxtral.model.loading import load_model_and_processor
+from evoxtral.model.lora import describe_lora, voxtral_lora_config
 
 model, processor = load_model_and_processor("{name}", device="auto")
 print(transcribe(model, processor, ["clip.wav"]))
@@ -634,7 +599,9 @@ def print_summary(trainer: SFTTrainer, train_metrics: dict, bench_scores: dict, 
         lines.append("Evoxtral-Bench: " + ", ".join(f"{key} {value:.3g}" for key, value in shown.items()))
     lines.append(f"{'adapter' if is_adapter else 'model'} + processor + README.md + recipe.yaml in {output_dir}")
     if is_adapter:
-        lines.append(f"merge for serving: python -m evoxtral.merge {output_dir} --output-dir {output_dir}-merged")
+        lines.append(
+            f"merge for serving: python -m evoxtral.model.merge {output_dir} --output-dir {output_dir}-merged"
+        )
     print("\n".join(lines))
 
 

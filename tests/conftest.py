@@ -30,14 +30,14 @@ def evoxtral_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(evoxtral_cache):
-    from evoxtral.tiny import tiny_voxtral_path
+    from evoxtral.model.tiny import tiny_voxtral_path
 
     return tiny_voxtral_path()
 
 
 @pytest.fixture(scope="session")
 def tiny_model_and_processor(tiny_model_dir):
-    from evoxtral.modeling import load_model_and_processor
+    from evoxtral.model.loading import load_model_and_processor
 
     return load_model_and_processor("evoxtral-tiny")
 

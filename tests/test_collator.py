@@ -9,7 +9,12 @@ import pytest
 import torch
 from conftest import encode, noise_clip
 
-from evoxtral.collator import IGNORE_INDEX, VoxtralTranscriptionCollator, add_input_features, add_sequence_lengths
+from evoxtral.model.collator import (
+    IGNORE_INDEX,
+    VoxtralTranscriptionCollator,
+    add_input_features,
+    add_sequence_lengths,
+)
 
 AUDIO, BEGIN_AUDIO, PAD, EOS = 24, 25, 11, 2
 

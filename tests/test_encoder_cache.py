@@ -10,8 +10,8 @@ import torch
 from conftest import encode, noise_clip
 from peft import LoraConfig, get_peft_model
 
-from evoxtral.collator import VoxtralTranscriptionCollator
-from evoxtral.encoder_cache import ENCODER_STATES_COLUMN, accept_audio_encoder_states, add_audio_encoder_states
+from evoxtral.model.collator import VoxtralTranscriptionCollator
+from evoxtral.model.encoder_cache import ENCODER_STATES_COLUMN, accept_audio_encoder_states, add_audio_encoder_states
 
 # LoRA on the language model's attention and on the projector, none on the encoder (the recipe's default targets).
 LORA_TARGETS = (

@@ -132,8 +132,8 @@ def tiny_dataset(tmp_path_factory):
 
 
 def test_decode_predictions_resumes_after_a_kill(tmp_path, monkeypatch):
-    from evoxtral import inference
     from evoxtral.evaluation import decode_predictions
+    from evoxtral.model import inference
 
     calls = []
 

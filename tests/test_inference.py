@@ -7,7 +7,7 @@ import pytest
 from conftest import encode, noise_clip
 
 from evoxtral.data.audio import AudioDecodeError
-from evoxtral.inference import transcribe
+from evoxtral.model.inference import transcribe
 
 
 def test_batched_greedy_equals_one_at_a_time(tiny_model_and_processor):

@@ -211,7 +211,7 @@ def test_stage_commands_are_the_user_commands(monkeypatch):
     stages = {stage.name: stage for stage in plan_stages(args, ROOT, python="py")}
     assert list(stages) == ["data", "model", "sft", "raft", "eval"]
     assert stages["model"].shown == (
-        "python -m evoxtral.tiny --output-dir /tmp/lc/model --preset small --vocab-size 8192 --seed 0"
+        "python -m evoxtral.model.tiny --output-dir /tmp/lc/model --preset small --vocab-size 8192 --seed 0"
     )
     assert (ROOT / args.accelerate_config).is_file()
     assert stages["sft"].shown.startswith(

@@ -9,9 +9,9 @@ import torch
 from conftest import noise_clip
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from evoxtral.collator import VoxtralTranscriptionCollator
-from evoxtral.modeling import ModelLoadError, load_model_and_processor
-from evoxtral.processing import save_processor
+from evoxtral.model.collator import VoxtralTranscriptionCollator
+from evoxtral.model.loading import ModelLoadError, load_model_and_processor
+from evoxtral.model.processor import save_processor
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ class FakeSampler:
 
 
 def run_sampling(scored_dir: Path, sampler: FakeSampler, monkeypatch, num_clips: int = 5) -> list[dict]:
-    monkeypatch.setattr("evoxtral.sampling.sample_transcripts", sampler)
+    monkeypatch.setattr("evoxtral.model.sampling.sample_transcripts", sampler)
     ids = [f"clip{i}" for i in range(num_clips)]
     args = RaftArguments(samples_per_input=2, sampling_batch_size=2)
     return sample_and_score(
@@ -198,7 +198,7 @@ def sft_adapter(tiny_model_and_processor, tmp_path_factory):
     import peft
     from trl import ModelConfig
 
-    from evoxtral.modeling import load_model_and_processor
+    from evoxtral.model.loading import load_model_and_processor
     from evoxtral.training import VoxtralSFTArguments, voxtral_lora_config
 
     model, _ = load_model_and_processor("evoxtral-tiny")

@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import noise_clip
 
-from evoxtral.collator import VoxtralTranscriptionCollator
-from evoxtral.inference import transcribe
-from evoxtral.sampling import generate_fanned_out, sample_transcripts
+from evoxtral.model.collator import VoxtralTranscriptionCollator
+from evoxtral.model.inference import transcribe
+from evoxtral.model.sampling import generate_fanned_out, sample_transcripts
 
 PAD, EOS = 11, 2
 NEW_TOKENS = 8

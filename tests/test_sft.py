@@ -20,11 +20,11 @@ from transformers import TrainerCallback
 from trl import DatasetMixtureConfig
 from trl.scripts.utils import DatasetConfig
 
-from evoxtral.collator import VoxtralTranscriptionCollator
 from evoxtral.data.splits import load_training_splits
-from evoxtral.inference import transcribe
-from evoxtral.merge import main as merge_main
-from evoxtral.modeling import load_model_and_processor
+from evoxtral.model.collator import VoxtralTranscriptionCollator
+from evoxtral.model.inference import transcribe
+from evoxtral.model.loading import load_model_and_processor
+from evoxtral.model.merge import main as merge_main
 from evoxtral.training import (
     build_sft_trainer,
     last_complete_checkpoint,

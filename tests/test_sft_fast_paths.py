@@ -13,8 +13,8 @@ import torch
 from conftest import noise_clip
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from evoxtral.collator import VoxtralTranscriptionCollator
-from evoxtral.encoder_cache import ENCODER_STATES_COLUMN, audio_encoder
+from evoxtral.model.collator import VoxtralTranscriptionCollator
+from evoxtral.model.encoder_cache import ENCODER_STATES_COLUMN, audio_encoder
 from evoxtral.throughput import save_speech_dataset, tagged_transcripts
 from evoxtral.training import build_sft_trainer, make_sft_parser
 

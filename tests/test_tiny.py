@@ -15,9 +15,9 @@ from transformers import (
     VoxtralProcessor,
 )
 
-from evoxtral.collator import VoxtralTranscriptionCollator
-from evoxtral.processing import save_processor
-from evoxtral.tiny import build_tiny_voxtral, built_in_model_path, main, write_voxtral_tekken
+from evoxtral.model.collator import VoxtralTranscriptionCollator
+from evoxtral.model.processor import save_processor
+from evoxtral.model.tiny import build_tiny_voxtral, built_in_model_path, main, write_voxtral_tekken
 
 TRANSCRIPTION_PROMPT = "<s>[INST][BEGIN_AUDIO]" + "[AUDIO]" * 375 + "[/INST]lang:en[TRANSCRIBE]"
 

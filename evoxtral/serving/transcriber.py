@@ -21,8 +21,8 @@ Transcriber = Callable[[Sequence[np.ndarray], DecodingOptions], list[str]]
 
 
 def model_transcriber(model: torch.nn.Module, processor, max_new_tokens: int = 512) -> Transcriber:
-    """A loaded Voxtral (plain, with an adapter, or merged) as a Transcriber, decoding with `evoxtral.inference`."""
-    from evoxtral.inference import transcribe
+    """A loaded Voxtral (plain, with an adapter, or merged) as a Transcriber, decoding with `evoxtral.model.inference`."""
+    from evoxtral.model.inference import transcribe
 
     def transcribe_clips(clips: Sequence[np.ndarray], decoding: DecodingOptions) -> list[str]:
         sampling = {"do_sample": True, "temperature": decoding.temperature} if decoding.temperature > 0 else {}
@@ -42,7 +42,7 @@ def model_transcriber(model: torch.nn.Module, processor, max_new_tokens: int = 5
 
 def load_model_transcriber(settings: ServeSettings) -> Transcriber:
     """Load the model the settings name (base + adapter, or a merged folder) once, as a Transcriber."""
-    from evoxtral.modeling import load_model_and_processor
+    from evoxtral.model.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(
         settings.model, adapter=settings.adapter, dtype=settings.dtype, device=settings.device

@@ -24,8 +24,8 @@ from datasets.fingerprint import Hasher
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from trl.trainer.utils import hash_module
 
-from evoxtral.collator import extract_input_features
 from evoxtral.data.audio import AudioDecodeError, decode_audio_value
+from evoxtral.model.collator import extract_input_features
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ is Voxtral's BPE as shipped inside mistral-common, written as a v7 tekken file w
 audio section, and cut to its first `vocab_size` ranks: embedding, LM head and optimizer state dominate a tiny
 model's cost, so a 4,096-token vocabulary trains ~15x faster on CPU than the full 131,072.
 
-    python -m evoxtral.tiny                         # build (or find) the cached evoxtral-tiny and print its path
-    python -m evoxtral.tiny --output-dir D --preset small   # a larger from-scratch model for learning checks
+    python -m evoxtral.model.tiny                         # build (or find) the cached evoxtral-tiny and print its path
+    python -m evoxtral.model.tiny --output-dir D --preset small   # a larger from-scratch model for learning checks
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from safetensors import safe_open
 from transformers import GenerationConfig, VoxtralConfig, VoxtralForConditionalGeneration
 
 from evoxtral.data.audio import CHUNK_SECONDS, SAMPLING_RATE
-from evoxtral.processing import TEKKEN_FILE, build_voxtral_processor, save_processor
+from evoxtral.model.processor import TEKKEN_FILE, build_voxtral_processor, save_processor
 
 TINY_MODEL_NAME = "evoxtral-tiny"
 # Bump when the builder's output changes, so caches made by older code are not reused.
@@ -225,7 +225,7 @@ def count_parameters(model_dir: str | os.PathLike) -> int:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m evoxtral.tiny")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m evoxtral.model.tiny")
     parser.add_argument("--output-dir", help="where to write; default: the evoxtral-tiny cache ($EVOXTRAL_CACHE)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="named sizes (default: tiny)")
     for option in ("vocab-size", "text-layers", "audio-layers", "hidden-size", "num-attention-heads"):

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache, StaticCache, VoxtralProcessor
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from evoxtral.collator import VoxtralTranscriptionCollator
 from evoxtral.data.audio import decode_audio_value, num_chunks
+from evoxtral.model.generation import decode_continuations, eval_mode, generation_collator
 
 # Static caches are allocated in steps of this many positions, so that batches whose prompts differ by a few
 # tokens share one compiled decode graph.
@@ -67,15 +67,8 @@ def sample_transcripts(
     on_cuda = model.device.type == "cuda"
     static_cache = on_cuda if static_cache is None else static_cache
     compile_decode = static_cache and on_cuda if compile_decode is None else compile_decode
-    collator = VoxtralTranscriptionCollator(
-        processor,
-        text_column=None,
-        padding_side="left",
-        language=language,
-        skip_bad_audio=False,
-        # The log-mel front end runs on the GPU too: on the CPU, one clip at a time, it would hold up the decoding.
-        feature_device=str(model.device) if on_cuda else "cpu",
-    )
+    # The log-mel front end runs on the GPU too: on the CPU, one clip at a time, it would hold up the decoding.
+    collator = generation_collator(processor, language, feature_device=str(model.device) if on_cuda else "cpu")
     generate_kwargs.update(
         do_sample=True,
         temperature=temperature,
@@ -87,26 +80,20 @@ def sample_transcripts(
     )
 
     samples: list[list[str]] = [[] for _ in audios]
-    was_training = model.training
-    model.eval()
-    try:
-        with (
-            torch.random.fork_rng(devices=[model.device] if on_cuda else [], enabled=seed is not None),
-            tqdm(total=len(audios), desc=f"Sampling {k} per clip", unit="clip", disable=not progress) as bar,
-        ):
-            if seed is not None:
-                torch.manual_seed(seed)
-            for indices, clips in _batches_by_chunk_count(audios, batch_size):
-                batch = collator([{"audio": clip} for clip in clips])
-                generated = generate_fanned_out(model, batch, k=k, static_cache=static_cache, **generate_kwargs)
-                texts = processor.tokenizer.batch_decode(
-                    generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
-                )
-                for row, index in enumerate(indices):
-                    samples[index] = [text.strip() for text in texts[row * k : (row + 1) * k]]
-                bar.update(len(indices))
-    finally:
-        model.train(was_training)
+    with (
+        eval_mode(model),
+        torch.random.fork_rng(devices=[model.device] if on_cuda else [], enabled=seed is not None),
+        tqdm(total=len(audios), desc=f"Sampling {k} per clip", unit="clip", disable=not progress) as bar,
+    ):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for indices, clips in _batches_by_chunk_count(audios, batch_size):
+            batch = collator([{"audio": clip} for clip in clips])
+            generated = generate_fanned_out(model, batch, k=k, static_cache=static_cache, **generate_kwargs)
+            texts = decode_continuations(processor, generated, batch["input_ids"].shape[1])
+            for row, index in enumerate(indices):
+                samples[index] = texts[row * k : (row + 1) * k]
+            bar.update(len(indices))
     return samples
 
 

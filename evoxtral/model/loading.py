@@ -17,8 +17,8 @@ import torch
 from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HFValidationError, RepositoryNotFoundError
 from transformers import AutoConfig, VoxtralForConditionalGeneration, VoxtralProcessor
 
-from evoxtral.processing import has_processor_files, load_processor
-from evoxtral.tiny import BUILT_IN_MODELS, TINY_MODEL_NAME, built_in_model_path
+from evoxtral.model.processor import has_processor_files, load_processor
+from evoxtral.model.tiny import BUILT_IN_MODELS, TINY_MODEL_NAME, built_in_model_path
 
 ADAPTER_CONFIG = "adapter_config.json"
 OFFLINE_HINT = (

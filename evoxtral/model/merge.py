@@ -1,7 +1,7 @@
 """Merge a LoRA adapter into its base model: one self-contained folder (weights + processor) for serving.
 
-    python -m evoxtral.merge outputs/tiny/sft --output-dir outputs/tiny/sft-merged
-    python -m evoxtral.merge you/evoxtral-lora --base-model mistralai/Voxtral-Mini-3B-2507 \\
+    python -m evoxtral.model.merge outputs/tiny/sft --output-dir outputs/tiny/sft-merged
+    python -m evoxtral.model.merge you/evoxtral-lora --base-model mistralai/Voxtral-Mini-3B-2507 \\
         --output-dir evoxtral-merged --dtype bfloat16
 
 The merged folder loads with `load_model_and_processor(folder)`, `VoxtralForConditionalGeneration.
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evoxtral.modeling import load_model_and_processor
-from evoxtral.processing import save_processor
-from evoxtral.tiny import TINY_MODEL_NAME
+from evoxtral.model.loading import load_model_and_processor
+from evoxtral.model.processor import save_processor
+from evoxtral.model.tiny import TINY_MODEL_NAME
 
 
 def merge_adapter(adapter: str, output_dir: str, *, base_model: str | None = None, dtype: str = "auto") -> Path:
@@ -31,7 +31,7 @@ def merge_adapter(adapter: str, output_dir: str, *, base_model: str | None = Non
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m evoxtral.merge", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evoxtral.model.merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("adapter", help="adapter folder or hub id (its base model is read from adapter_config.json)")
     parser.add_argument("--output-dir", required=True, help="where the merged model folder goes")
     parser.add_argument("--base-model", help=f"override the recorded base model (hub id, folder, {TINY_MODEL_NAME})")

@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import VoxtralProcessor
 
-from evoxtral.collator import VoxtralTranscriptionCollator
 from evoxtral.data.audio import decode_audio_value
+from evoxtral.model.generation import decode_continuations, eval_mode, generation_collator
 
 
 def transcribe(
@@ -37,38 +37,32 @@ def transcribe(
     """
     # generate(num_return_sequences=k) repeats input_features one 30 s chunk-row at a time, which hands the k
     # copies of a multi-chunk clip each other's chunks. Repeating whole clips before collating keeps every copy's
-    # audio its own; the work stays that of plain generate (encoder and prefill k times: see evoxtral.sampling for
-    # the fast path).
+    # audio its own; the work stays that of plain generate (encoder and prefill k times: see
+    # evoxtral.model.sampling for the fast path).
     samples_per_input = generate_kwargs.pop("num_return_sequences", 1)
     generate_kwargs.setdefault("do_sample", False)
-    collator = VoxtralTranscriptionCollator(
-        processor, text_column=None, padding_side="left", language=language, skip_bad_audio=False
-    )
+    collator = generation_collator(processor, language)
     transcripts: list[str] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with tqdm(total=len(audios), desc="Transcribing", unit="clip", disable=not progress) as bar:
-            for start in range(0, len(audios), batch_size):
-                rows = [{"audio": decode_audio_value(audio)} for audio in audios[start : start + batch_size]]
-                rows = [row for row in rows for _ in range(samples_per_input)]
-                batch = collator(rows)
-                batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
-                batch["input_features"] = batch["input_features"].to(model.dtype)
-                with torch.inference_mode():
-                    generated = model.generate(
-                        **batch,
-                        max_new_tokens=max_new_tokens,
-                        pad_token_id=collator.pad_token_id,
-                        eos_token_id=collator.eos_token_id,
-                        **generate_kwargs,
-                    )
-                continuations = generated[:, batch["input_ids"].shape[1] :]
-                decoded = processor.tokenizer.batch_decode(continuations, skip_special_tokens=True)
-                transcripts.extend(text.strip() for text in decoded)
-                bar.update(len(rows) // samples_per_input)
-    finally:
-        model.train(was_training)
+    with (
+        eval_mode(model),
+        tqdm(total=len(audios), desc="Transcribing", unit="clip", disable=not progress) as bar,
+    ):
+        for start in range(0, len(audios), batch_size):
+            rows = [{"audio": decode_audio_value(audio)} for audio in audios[start : start + batch_size]]
+            rows = [row for row in rows for _ in range(samples_per_input)]
+            batch = collator(rows)
+            batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+            batch["input_features"] = batch["input_features"].to(model.dtype)
+            with torch.inference_mode():
+                generated = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=collator.pad_token_id,
+                    eos_token_id=collator.eos_token_id,
+                    **generate_kwargs,
+                )
+            transcripts.extend(decode_continuations(processor, generated, batch["input_ids"].shape[1]))
+            bar.update(len(rows) // samples_per_input)
     if samples_per_input == 1:
         return transcripts
     return [transcripts[index : index + samples_per_input] for index in range(0, len(transcripts), samples_per_input)]
