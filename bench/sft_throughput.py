@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, TrainerCallback
 
+from evoxtral.configs import make_sft_parser
 from evoxtral.data.audio import num_chunks
 from evoxtral.model.collator import VoxtralTranscriptionCollator
 from evoxtral.model.loading import resolve_model_source
@@ -51,7 +52,7 @@ from evoxtral.throughput import (
     training_flops_per_sample,
     write_report,
 )
-from evoxtral.training import build_sft_trainer, make_sft_parser
+from evoxtral.training import build_sft_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = {

@@ -6,7 +6,8 @@ Flags override the YAML (e.g. `--num_clips 200 --backend elevenlabs --dry_run tr
 import datasets
 from trl import TrlParser
 
-from evoxtral.data.generation.pipeline import DataGenArguments, run
+from evoxtral.configs import DataGenArguments
+from evoxtral.data.generation.pipeline import run
 
 
 def main(args: DataGenArguments) -> None:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evoxtral.configs import EvalArguments
 from evoxtral.data.splits import clip_ids, decodable_clips, load_split
 from evoxtral.scoring.evoxtral_bench import compute_metrics
 
@@ -305,42 +306,6 @@ def render_report(results: dict[str, dict[str, dict]], protocols: Sequence[str],
 
 
 # --- A whole run ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EvalArguments:
-    """Options of ``recipes/eval.py`` (also read from its YAML with ``--config``)."""
-
-    models: list[str] = field(
-        default_factory=lambda: ["base=evoxtral-tiny"],
-        metadata={"help": "LABEL=MODEL or LABEL=MODEL+ADAPTER, evaluated side by side in this order"},
-    )
-    dataset: str = field(default="outputs/data/tiny/dataset", metadata={"help": "save_to_disk folder or hub id"})
-    split: str = "test"
-    max_samples: int | None = field(default=None, metadata={"help": "first N clips (50: the published table)"})
-    text_column: str = "tagged_text"
-    audio_column: str = "audio"
-    id_column: str = "id"
-    batch_size: int = 8
-    max_new_tokens: int = 512
-    dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16 or float32"})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu, cuda, cuda:1 ..."})
-    protocols: list[str] = field(default_factory=lambda: ["corpus", "evoxtral"])
-    collar: int | None = field(default=None, metadata={"help": "corpus protocol: position tolerance in words"})
-    min_support: int = 3
-    bootstrap: int = field(default=0, metadata={"help": "resamples for 95%% intervals (0: none)"})
-    seed: int = 0
-    mismatched_audio_control: bool = field(
-        default=False, metadata={"help": "also decode every clip with another clip's audio (does the model listen?)"}
-    )
-    skip_missing_models: bool = field(
-        default=False, metadata={"help": "report and skip models or adapters that cannot be loaded"}
-    )
-    output_dir: str = "outputs/eval/tiny"
-    overwrite: bool = field(default=False, metadata={"help": "decode again instead of resuming saved predictions"})
-    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={"help": "none or wandb"})
-    wandb_project: str = "evoxtral"
-    run_name: str | None = None
 
 
 def _log_to_wandb(args: EvalArguments, results: dict, chart: Path, predictions: dict[str, list[dict]]) -> None:

@@ -26,15 +26,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from evoxtral.configs import SCALES, LearningCheckArguments, Targets
 from evoxtral.evaluation import MISMATCHED_SUFFIX, _per_tag_rows, plot_per_tag_f1
 
-SCALES = ("tiny", "full")
 CONFIG_DIR = Path("recipes") / "learning_check"
 SFT_LABEL, RAFT_LABEL = "sft", "raft"
 MODEL_LABELS = (SFT_LABEL, RAFT_LABEL)
@@ -46,79 +46,6 @@ CONDITIONS = {
     f"{RAFT_LABEL}_other_audio": RAFT_LABEL + MISMATCHED_SUFFIX,
 }
 RESULTS_MD, RESULTS_JSON, RESULTS_PLOT, STAGES_JSON = "results.md", "results.json", "learning_check.png", "stages.json"
-
-
-@dataclass(frozen=True)
-class Targets:
-    """What a model that hears the tags reaches at full scale (on the held-out split)."""
-
-    own_wer_max: float = 0.05
-    own_tag_f1_min: float = 0.95
-    own_every_tag_f1_min: float = 0.85
-    other_tag_f1_max: float = 0.30
-
-
-@dataclass
-class LearningCheckArguments:
-    """Options of ``recipes/learning_check.py`` (read from recipes/learning_check/<scale>/learning_check.yaml).
-
-    Relative paths are taken from the repository root, where every stage runs.
-    """
-
-    scale: str = field(
-        default="tiny",
-        metadata={"help": "tiny (CPU smoke check) or full (one GPU); picks the YAML when --config is not given"},
-    )
-    output_dir: str = field(
-        default="outputs/learning_check/tiny",
-        metadata={"help": "model/, sft/, raft/, eval/, logs/ and the results files go here"},
-    )
-    data_config: str = field(
-        default="data_gen/configs/learning_check_tiny.yaml", metadata={"help": "the data_gen config of the data"}
-    )
-    data_dir: str | None = field(
-        default=None, metadata={"help": "where the data stage writes (default: the data config's output_dir)"}
-    )
-    model_preset: str = field(default="tiny", metadata={"help": "a size preset of evoxtral.model.tiny (tiny, small)"})
-    model_vocab_size: int | None = field(default=None, metadata={"help": "overrides the preset"})
-    model_text_layers: int | None = field(default=None, metadata={"help": "overrides the preset"})
-    model_audio_layers: int | None = field(default=None, metadata={"help": "overrides the preset"})
-    model_hidden_size: int | None = field(default=None, metadata={"help": "overrides the preset"})
-    model_num_attention_heads: int | None = field(default=None, metadata={"help": "overrides the preset"})
-    model_seed: int = 0
-    sft_config: str = "recipes/learning_check/tiny/sft.yaml"
-    raft_config: str = "recipes/learning_check/tiny/raft.yaml"
-    eval_config: str = "recipes/learning_check/tiny/eval.yaml"
-    accelerate_config: str | None = field(
-        default=None, metadata={"help": "accelerate launch --config_file for SFT and RAFT (e.g. one GPU)"}
-    )
-    num_processes: int = field(
-        default=1, metadata={"help": "accelerate launch --num_processes for SFT and RAFT, without accelerate_config"}
-    )
-    protocol: str = field(default="corpus", metadata={"help": "Evoxtral-Bench protocol the targets are judged on"})
-    targets_expected: bool = field(
-        default=False, metadata={"help": "false: a smoke scale, the targets are reported but not expected to pass"}
-    )
-    own_wer_max: float = field(default=Targets.own_wer_max, metadata={"help": "target: own-audio WER at most"})
-    own_tag_f1_min: float = field(default=Targets.own_tag_f1_min, metadata={"help": "target: own-audio tag F1"})
-    own_every_tag_f1_min: float = field(
-        default=Targets.own_every_tag_f1_min, metadata={"help": "target: own-audio F1 of every tag at least"}
-    )
-    other_tag_f1_max: float = field(
-        default=Targets.other_tag_f1_max, metadata={"help": "target: tag F1 from another clip's audio at most"}
-    )
-
-    def __post_init__(self):
-        from evoxtral.scoring.evoxtral_bench import PROTOCOLS
-
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-
-    @property
-    def targets(self) -> Targets:
-        return Targets(self.own_wer_max, self.own_tag_f1_min, self.own_every_tag_f1_min, self.other_tag_f1_max)
 
 
 # --- Results: pure functions of the eval recipe's metrics.json -----------------------------------------------------
@@ -447,7 +374,7 @@ def plan_stages(args: LearningCheckArguments, root: Path, python: str = sys.exec
         Stage(
             "raft",
             *accelerate_command("recipes/raft.py", "--config", config["raft"],
-                                "--model_name_or_path", str(paths["sft"]), "--dataset", str(paths["dataset"]),
+                                "--model_name_or_path", str(paths["sft"]), "--dataset_name", str(paths["dataset"]),
                                 "--output_dir", str(paths["raft"])),
             root / paths["raft"],
             ("config.json", "raft_summary.json"),

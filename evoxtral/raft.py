@@ -24,7 +24,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +32,17 @@ import numpy as np
 import yaml
 from peft import PeftModel
 from transformers import set_seed
-from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+from trl import ModelConfig, SFTConfig
 
+from evoxtral.configs import RaftArguments, VoxtralSFTArguments
 from evoxtral.model.processor import write_tokenizer_config
 from evoxtral.scoring.rewards import (
     DEFAULT_DROP_FRACTION,
-    DEFAULT_REWARD_NAMES,
-    DEFAULT_REWARD_WEIGHTS,
     combined_reward,
     get_reward_funcs,
     reward_components,
     select_best_of_k,
 )
-from evoxtral.training import VoxtralSFTArguments
 
 logger = logging.getLogger(__name__)
 
@@ -52,71 +50,6 @@ SCORED_DIR = "scored"
 SAMPLES_DATASET_DIR = "samples"
 SETTINGS_FILE = "settings.json"
 REWARD_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-
-
-@dataclass
-class RaftArguments:
-    """RAFT's own options. ``recipes/raft.py`` also parses the SFT recipe's model (TRL ModelConfig), training
-    (SFTConfig) and audio (VoxtralSFTArguments) options, so one YAML reads like the SFT recipe's."""
-
-    adapter: str | None = field(
-        default=None,
-        metadata={
-            "help": "the SFT LoRA adapter on model_name_or_path that round 1 samples from and continues; none: "
-            "continue model_name_or_path itself (a whole model, or a folder holding an adapter)"
-        },
-    )
-    dataset: str = field(default="outputs/data/tiny/dataset", metadata={"help": "save_to_disk folder or hub id"})
-    split: str = field(default="train", metadata={"help": "the clips that are sampled and trained on"})
-    eval_split: str = field(
-        default="validation", metadata={"help": "evaluated during training when eval_strategy is not 'no'"}
-    )
-    id_column: str = field(default="id", metadata={"help": "clip ids (row positions when the column is absent)"})
-    rounds: int = field(default=1, metadata={"help": "sample -> select -> train, repeated; round r continues r-1"})
-    samples_per_input: int = field(default=4, metadata={"help": "k: transcripts sampled per training clip"})
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_new_tokens: int = 512
-    sampling_batch_size: int = field(default=8, metadata={"help": "clips per generate call (each gives k rows)"})
-    reward_funcs: list[str] = field(
-        default_factory=lambda: list(DEFAULT_REWARD_NAMES),
-        metadata={
-            "help": f"rewards by name from evoxtral.scoring.rewards.REWARD_FUNCS (default {DEFAULT_REWARD_NAMES})"
-        },
-    )
-    reward_weights: list[float] = field(
-        default_factory=lambda: list(DEFAULT_REWARD_WEIGHTS),
-        metadata={"help": "one weight per reward; the weighted sum ranks the k samples"},
-    )
-    reward_protocol: str = field(
-        default="evoxtral", metadata={"help": "text rules of the rewards: evoxtral (original) or corpus"}
-    )
-    drop_fraction: float = field(
-        default=DEFAULT_DROP_FRACTION,
-        metadata={"help": "threshold = sorted best rewards at floor(n * drop_fraction); only clips above it train"},
-    )
-    reference_fallback: bool = field(
-        default=False,
-        metadata={
-            "help": "train on the reference where the best sample scores below the reference's own reward "
-            "(the reward of the reference scored against itself) minus reference_fallback_margin"
-        },
-    )
-    reference_fallback_margin: float = 0.0
-
-    def __post_init__(self):
-        if self.adapter is not None and self.adapter.strip().lower() in ("", "none", "null"):
-            self.adapter = None  # the command line's way to say "no adapter"
-        get_reward_funcs(self.reward_funcs)  # unknown names fail at parse time, before a model loads
-        if len(self.reward_funcs) != len(self.reward_weights):
-            raise ValueError(
-                f"reward_funcs has {len(self.reward_funcs)} names but reward_weights {len(self.reward_weights)} "
-                "weights: give one weight per reward"
-            )
-        if self.rounds < 1 or self.samples_per_input < 1:
-            raise ValueError("rounds and samples_per_input must be at least 1")
-        if not 0 <= self.drop_fraction < 1:
-            raise ValueError(f"drop_fraction must be in [0, 1), got {self.drop_fraction}")
 
 
 # --- Scoring -------------------------------------------------------------------------------------------------------
@@ -370,13 +303,8 @@ def save_samples_dataset(selection: RoundSelection, path: Path) -> Path:
 # --- Rounds --------------------------------------------------------------------------------------------------------
 
 
-RAFT_ARGUMENT_TYPES = (RaftArguments, SFTConfig, ModelConfig, VoxtralSFTArguments)
 ROUND_FILE = "raft_round.json"
 SUMMARY_FILE = "raft_summary.json"
-
-
-def make_raft_parser() -> TrlParser:
-    return TrlParser(RAFT_ARGUMENT_TYPES)
 
 
 def round_dir(output_dir: str | Path, round_number: int) -> Path:
@@ -388,8 +316,8 @@ def sampling_settings(args: RaftArguments, model: str, adapter: str | None, lang
         "model": model,
         "adapter": adapter,
         "language": language,
-        "dataset": args.dataset,
-        "split": args.split,
+        "dataset": args.dataset_name,
+        "split": args.dataset_train_split,
         "samples_per_input": args.samples_per_input,
         "temperature": args.temperature,
         "top_p": args.top_p,
@@ -513,16 +441,19 @@ def run_raft(
     output_dir, pushed when asked. Returns each round's summary."""
     from accelerate import PartialState
 
-    from evoxtral.data.splits import load_split
+    from evoxtral.data.splits import load_training_splits, prepare_rows
 
     if sft_args.random_init:
         raise ValueError("RAFT continues a trained model: random_init does not apply")
     state = PartialState()
     set_seed(training_args.seed)
-    train_rows = load_split(raft_args.dataset, raft_args.split, sft_args.max_train_samples)
-    eval_rows = None
-    if training_args.eval_strategy != "no":
-        eval_rows = load_split(raft_args.dataset, raft_args.eval_split, sft_args.max_eval_samples)
+    train_rows, eval_rows = load_training_splits(
+        raft_args, seed=training_args.seed, with_eval=training_args.eval_strategy != "no"
+    )
+    columns = {"audio_column": sft_args.audio_column, "text_column": sft_args.text_column}
+    train_rows = prepare_rows(train_rows, **columns, limit=sft_args.max_train_samples)
+    if eval_rows is not None:
+        eval_rows = prepare_rows(eval_rows, **columns, limit=sft_args.max_eval_samples)
     run = RaftRun(raft_args, training_args, model_args, sft_args, train_rows, eval_rows, state)
     output_dir = Path(training_args.output_dir)
     summaries, trainer = [], None
@@ -556,9 +487,8 @@ def release_last_round(last_round: Path, run: RaftRun, summaries: list[dict], re
         if item.is_file() and item.name not in (ROUND_FILE, "README.md"):
             shutil.copy2(item, output_dir / item.name)
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summaries, indent=2) + "\n")
-    data = ScriptArguments(dataset_name=run.raft_args.dataset, dataset_train_split=run.raft_args.split)
     settings = {
-        **key_settings(data, run.training_args, run.model_args, run.sft_args),
+        **key_settings(run.raft_args, run.training_args, run.model_args, run.sft_args),
         "method": f"RAFT, {len(summaries)} round(s), continuing "
         f"`{run.raft_args.adapter or run.model_args.model_name_or_path}`",
     }
@@ -583,7 +513,7 @@ def release_last_round(last_round: Path, run: RaftRun, summaries: list[dict], re
 
 def print_raft_summary(run: RaftRun, summaries: list[dict]) -> None:
     output_dir = run.training_args.output_dir
-    print(f"\nRAFT, {len(summaries)} round(s) on {run.raft_args.dataset} ({run.raft_args.split}):")
+    print(f"\nRAFT, {len(summaries)} round(s) on {run.raft_args.dataset_name} ({run.raft_args.dataset_train_split}):")
     for summary in summaries:
         loss = (summary.get("train_metrics") or {}).get("train_loss")
         print(

@@ -16,7 +16,6 @@ import math
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,9 @@ import yaml
 from peft import LoraConfig, PeftModel
 from transformers import TrainerCallback, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
-from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
+from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, SFTTrainer
 
+from evoxtral.configs import VoxtralSFTArguments
 from evoxtral.data.splits import decodable_clips, load_training_splits, prepare_rows
 from evoxtral.model.collator import (
     FEATURES_COLUMN,
@@ -50,67 +50,6 @@ logger = logging.getLogger(__name__)
 
 # Trainer samplers that batch rows by the `length_column_name` column.
 LENGTH_GROUPED_SAMPLERS = ("group_by_length", "batch_rebalance")
-
-
-@dataclass
-class VoxtralSFTArguments:
-    """Audio, data and model options of the Voxtral SFT recipe (TRL's own dataclasses hold the rest)."""
-
-    audio_column: str = field(default="audio", metadata={"help": "Column holding the audio (datasets.Audio)."})
-    text_column: str = field(default="tagged_text", metadata={"help": "Column holding the tagged transcript."})
-    language: str = field(default="en", metadata={"help": "Language of the transcription request."})
-    precompute_features: bool = field(
-        default=False,
-        metadata={
-            "help": "Compute log-mel features once with datasets.map (1.5 MB a 30 s chunk) instead of per batch."
-        },
-    )
-    audio_encoder_cache: bool = field(
-        default=False,
-        metadata={
-            "help": "Run the frozen audio encoder once per clip before training and feed its output to the projector "
-            "(stored with the dataset, 3.7 MiB a 30 s chunk in float16) instead of running it at every step. "
-            "Needs a frozen, LoRA-free encoder."
-        },
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
-    freeze_audio_encoder: bool = field(
-        default=True, metadata={"help": "Keep the audio encoder's weights fixed in full fine-tuning (no LoRA)."}
-    )
-    lora_on_audio_encoder: bool = field(
-        default=False,
-        metadata={"help": "Also put LoRA on the encoder's q/k/v projections, as the original suffix match did."},
-    )
-    random_init: bool = field(
-        default=False,
-        metadata={"help": "Start from random weights (same architecture): for from-scratch learning checks."},
-    )
-    generation_eval_samples: int = field(
-        default=16,
-        metadata={"help": "Validation clips transcribed and scored with Evoxtral-Bench at each evaluation (0: off)."},
-    )
-    generation_max_new_tokens: int = field(default=256, metadata={"help": "Token budget of those transcriptions."})
-    bench_protocol: str = field(default="corpus", metadata={"help": "Evoxtral-Bench protocol for those scores."})
-    auto_resume: bool = field(
-        default=True, metadata={"help": "Continue from the last checkpoint in output_dir when there is one."}
-    )
-
-    def __post_init__(self):
-        if self.audio_encoder_cache and self.lora_on_audio_encoder:
-            raise ValueError(
-                "audio_encoder_cache needs a frozen audio encoder, and lora_on_audio_encoder trains it: its outputs "
-                "are computed once, before training. Turn one of them off."
-            )
-
-
-SFT_ARGUMENT_TYPES = (ScriptArguments, SFTConfig, ModelConfig, DatasetMixtureConfig, VoxtralSFTArguments)
-
-
-def make_sft_parser(subparsers=None, prog: str | None = None) -> TrlParser:
-    if subparsers is not None:
-        return subparsers.add_parser("sft", help="Voxtral SFT", dataclass_types=SFT_ARGUMENT_TYPES)
-    return TrlParser(SFT_ARGUMENT_TYPES, prog=prog)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -522,7 +461,6 @@ Trained with the Evoxtral {stage} recipe (TRL `SFTTrainer`).
 ```python
 from evoxtral.model.inference import transcribe
 from evoxtral.model.loading import load_model_and_processor
-from evoxtral.model.lora import describe_lora, voxtral_lora_config
 
 model, processor = load_model_and_processor("{name}", device="auto")
 print(transcribe(model, processor, ["clip.wav"]))

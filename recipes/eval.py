@@ -9,7 +9,8 @@ Command-line flags override the YAML. Outputs: predictions/*.jsonl, metrics.json
 
 from trl import TrlParser
 
-from evoxtral.evaluation import EvalArguments, run_evaluation
+from evoxtral.configs import EvalArguments
+from evoxtral.evaluation import run_evaluation
 
 
 def make_parser() -> TrlParser:

@@ -4,7 +4,8 @@
 from transformers import TrainingArguments
 from trl import TrlParser
 
-from evoxtral.fer.train import FerDataArguments, FerModelArguments, train_fer
+from evoxtral.configs import FerDataArguments, FerModelArguments
+from evoxtral.fer.train import train_fer
 
 
 def make_parser() -> TrlParser:

@@ -9,7 +9,8 @@ Every setting can be overridden on the command line; see recipes/RAFT.md. The lo
 
 import sys
 
-from evoxtral.raft import make_raft_parser, run_raft
+from evoxtral.configs import make_raft_parser
+from evoxtral.raft import run_raft
 from evoxtral.training import recipe_from_argv
 
 

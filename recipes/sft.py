@@ -10,7 +10,8 @@ recipes/SFT.md. The logic lives in evoxtral/training.py.
 
 import sys
 
-from evoxtral.training import make_sft_parser, recipe_from_argv, run_sft
+from evoxtral.configs import make_sft_parser
+from evoxtral.training import recipe_from_argv, run_sft
 
 
 def main(script_args, training_args, model_args, dataset_args, voxtral_args, recipe=None):

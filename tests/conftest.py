@@ -52,9 +52,10 @@ def tiny_sft_dataset(tmp_path_factory):
     """A `save_to_disk` DatasetDict of espeak-ng clips (train/validation/test) in the data_gen schema."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("needs espeak-ng (make system-deps)")
+    from evoxtral.configs import DataGenArguments
     from evoxtral.data.generation import pipeline
 
-    arguments = pipeline.DataGenArguments(
+    arguments = DataGenArguments(
         output_dir=str(tmp_path_factory.mktemp("sft-data")),
         num_clips=40,
         tags=["sighs", "laughs", "whispers", "pause", "sad", "shouts"],

@@ -12,6 +12,7 @@ import datasets
 import pytest
 import yaml
 
+from evoxtral.configs import DataGenArguments
 from evoxtral.data.generation import pipeline
 from evoxtral.data.generation.backends import SynthesisError
 from evoxtral.data.generation.espeak import EspeakBackend
@@ -35,7 +36,7 @@ def _args(tmp_path, url, **overrides):
         elevenlabs_base_url=url, voices=["voice-a", "voice-b"], concurrency=3, retry_base_delay_s=0.01,
         request_timeout_s=1.0, max_attempts=6,
     )  # fmt: skip
-    return pipeline.DataGenArguments(**{**settings, **overrides})
+    return DataGenArguments(**{**settings, **overrides})
 
 
 def test_sdk_path_survives_injected_faults_and_never_pays_twice(tmp_path, espeak, monkeypatch):

@@ -10,6 +10,7 @@ import soundfile as sf
 import yaml
 from huggingface_hub import HfApi
 
+from evoxtral.configs import DataGenArguments
 from evoxtral.data.audio import load_audio
 from evoxtral.data.generation import dataset as hub
 from evoxtral.data.generation import pipeline
@@ -23,7 +24,7 @@ TAGS = ["sighs", "laughs", "whispers", "pause", "sad", "shouts"]
 
 def _args(tmp_path, **overrides):
     settings = dict(output_dir=str(tmp_path / "run"), num_clips=24, tags=TAGS, min_support=1, seed=4)
-    return pipeline.DataGenArguments(**{**settings, **overrides})
+    return DataGenArguments(**{**settings, **overrides})
 
 
 def _sine_wav(seconds: float) -> bytes:

@@ -14,6 +14,7 @@ from PIL import Image
 from skimage import data
 from transformers import AutoModelForImageClassification, TrainingArguments
 
+from evoxtral.configs import FerDataArguments, FerModelArguments
 from evoxtral.fer.data import augment_face, load_fer_splits, make_demo_image_folder
 from evoxtral.fer.export import (
     MIN_LOGIT_SCALE,
@@ -35,13 +36,7 @@ from evoxtral.fer.inference import (
     parse_segments,
 )
 from evoxtral.fer.model import FER_LABELS, build_fer_model, build_image_processor, calibrate_batchnorm
-from evoxtral.fer.train import (
-    FerDataArguments,
-    FerModelArguments,
-    classification_scores,
-    confusion_matrix,
-    train_fer,
-)
+from evoxtral.fer.train import classification_scores, confusion_matrix, train_fer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_COUNTS = {"train": 4, "validation": 2, "test": 2}

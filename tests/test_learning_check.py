@@ -12,17 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evoxtral.configs import SCALES, LearningCheckArguments, Targets
 from evoxtral.evaluation import MISMATCHED_SUFFIX
 from evoxtral.learning_check import (
     CONDITIONS,
     RESULTS_JSON,
     RESULTS_MD,
     RESULTS_PLOT,
-    SCALES,
-    LearningCheckArguments,
     Stage,
     StageError,
-    Targets,
     parse_learning_check_args,
     plan_stages,
     render_results,
@@ -196,7 +194,7 @@ def test_stage_yamls_agree_with_the_orchestrator_paths(scale, monkeypatch):
     sft, raft, evaluation = (yaml.safe_load(Path(path).read_text()) for path in (args.sft_config, args.raft_config,
                                                                                   args.eval_config))  # fmt: skip
     assert Path(sft["model_name_or_path"]) == paths["model"] and Path(sft["output_dir"]) == paths["sft"]
-    assert Path(sft["dataset_name"]) == paths["dataset"] == Path(raft["dataset"]) == Path(evaluation["dataset"])
+    assert Path(sft["dataset_name"]) == paths["dataset"] == Path(raft["dataset_name"]) == Path(evaluation["dataset"])
     assert sft["random_init"] and not sft["use_peft"] and not sft["freeze_audio_encoder"]
     assert Path(raft["model_name_or_path"]) == paths["sft"] and raft["adapter"] is None and raft["rounds"] == 1
     assert Path(raft["output_dir"]) == paths["raft"] and Path(evaluation["output_dir"]) == paths["eval"]

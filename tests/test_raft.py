@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from evoxtral import raft
-from evoxtral.raft import RaftArguments, read_scored_rows, sample_and_score, score_input, select_training_targets
+from evoxtral.configs import RaftArguments
+from evoxtral.raft import read_scored_rows, sample_and_score, score_input, select_training_targets
 
 SETTINGS = {"model": "m", "samples_per_input": 2}
 
@@ -198,8 +199,9 @@ def sft_adapter(tiny_model_and_processor, tmp_path_factory):
     import peft
     from trl import ModelConfig
 
+    from evoxtral.configs import VoxtralSFTArguments
     from evoxtral.model.loading import load_model_and_processor
-    from evoxtral.training import VoxtralSFTArguments, voxtral_lora_config
+    from evoxtral.model.lora import voxtral_lora_config
 
     model, _ = load_model_and_processor("evoxtral-tiny")
     lora = voxtral_lora_config(ModelConfig(use_peft=True, lora_r=4, lora_alpha=8), VoxtralSFTArguments())
@@ -222,7 +224,7 @@ def test_tiny_raft_through_accelerate_launch(raft_dataset, sft_adapter, tmp_path
     output_dir = tmp_path / "raft"
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "recipes/raft.py",
-        "--config", "recipes/tiny/raft.yaml", "--dataset", str(raft_dataset), "--adapter", str(sft_adapter),
+        "--config", "recipes/tiny/raft.yaml", "--dataset_name", str(raft_dataset), "--adapter", str(sft_adapter),
         "--output_dir", str(output_dir), "--samples_per_input", "2", "--max_new_tokens", "6", "--rounds", "2",
         "--gradient_accumulation_steps", "1", "--warmup_steps", "0", "--learning_rate", "1e-2",
     ]  # fmt: skip
@@ -259,12 +261,13 @@ def test_raft_continues_a_whole_model_when_there_is_no_adapter(raft_dataset, tin
     and the released folder is a whole model."""
     from safetensors.torch import load_file
 
-    from evoxtral.raft import make_raft_parser, run_raft
+    from evoxtral.configs import make_raft_parser
+    from evoxtral.raft import run_raft
 
     output_dir = tmp_path / "raft-full"
     args = make_raft_parser().parse_args_and_config(
         ["--config", "recipes/tiny/raft.yaml", "--adapter", "null", "--model_name_or_path", "evoxtral-tiny",
-         "--dataset", str(raft_dataset), "--output_dir", str(output_dir), "--samples_per_input", "2",
+         "--dataset_name", str(raft_dataset), "--output_dir", str(output_dir), "--samples_per_input", "2",
          "--max_new_tokens", "4", "--learning_rate", "1e-2", "--save_strategy", "no"]
     )  # fmt: skip
     assert args[0].adapter is None and not args[2].use_peft

@@ -20,19 +20,19 @@ from transformers import TrainerCallback
 from trl import DatasetMixtureConfig
 from trl.scripts.utils import DatasetConfig
 
+from evoxtral.configs import make_sft_parser
 from evoxtral.data.splits import load_training_splits
 from evoxtral.model.collator import VoxtralTranscriptionCollator
 from evoxtral.model.inference import transcribe
 from evoxtral.model.loading import load_model_and_processor
+from evoxtral.model.lora import voxtral_lora_config
 from evoxtral.model.merge import main as merge_main
 from evoxtral.training import (
     build_sft_trainer,
     last_complete_checkpoint,
     load_sft_model,
-    make_sft_parser,
     prepare_sft_dataset,
     recipe_from_argv,
-    voxtral_lora_config,
 )
 
 REPO = Path(__file__).resolve().parents[1]

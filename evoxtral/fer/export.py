@@ -16,14 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from evoxtral.configs import FER_EXPORT_REQUIREMENTS, FER_EXPORT_VENV
 from evoxtral.fer.data import bundled_face_photos, lfw_faces
 from evoxtral.fer.faces import face_crops
 from evoxtral.fer.inference import softmax
 
-# optimum-onnx 0.1.0 pins optimum ~= 2.1 and transformers < 4.58; pillow loads the checkpoint's image processor
-# so that the export folder carries it too.
-EXPORT_REQUIREMENTS = ("torch==2.13.0", "optimum-onnx[onnxruntime]==0.1.0", "pillow")
-DEFAULT_EXPORT_VENV = ".venv-onnx"
 QUANTIZED_MODEL_FILE = "model_quantized.onnx"
 # A random-init MobileViT in eval mode gives logits around 1e-43: any comparison on those passes trivially. With
 # calibrated BatchNorm statistics it gives ~1e-3, after a few training steps ~1.
@@ -39,7 +36,7 @@ class ExportParityError(RuntimeError):
 
 
 def ensure_export_environment(
-    venv_dir: str | Path = DEFAULT_EXPORT_VENV, requirements: tuple[str, ...] = EXPORT_REQUIREMENTS
+    venv_dir: str | Path = FER_EXPORT_VENV, requirements: tuple[str, ...] = FER_EXPORT_REQUIREMENTS
 ) -> Path:
     """Creates (once) the exporter's virtualenv and returns the path of its optimum-cli. A marker file records
     what was installed, so a change of requirements reinstalls and an interrupted install is retried."""
@@ -63,8 +60,8 @@ def ensure_export_environment(
 def export_to_onnx(
     checkpoint_dir: str | Path,
     onnx_dir: str | Path,
-    venv_dir: str | Path = DEFAULT_EXPORT_VENV,
-    requirements: tuple[str, ...] = EXPORT_REQUIREMENTS,
+    venv_dir: str | Path = FER_EXPORT_VENV,
+    requirements: tuple[str, ...] = FER_EXPORT_REQUIREMENTS,
 ) -> Path:
     """`optimum-cli export onnx --task image-classification` on a saved checkpoint folder; returns model.onnx."""
     checkpoint_dir, onnx_dir = Path(checkpoint_dir), Path(onnx_dir)
@@ -152,8 +149,8 @@ def quantize_int8(onnx_path: str | Path, output_path: str | Path) -> Path:
 def export_and_check(
     checkpoint_dir: str | Path,
     onnx_dir: str | Path,
-    venv_dir: str | Path = DEFAULT_EXPORT_VENV,
-    requirements: tuple[str, ...] = EXPORT_REQUIREMENTS,
+    venv_dir: str | Path = FER_EXPORT_VENV,
+    requirements: tuple[str, ...] = FER_EXPORT_REQUIREMENTS,
     atol: float = 1e-4,
     quantize: bool = True,
 ) -> dict:

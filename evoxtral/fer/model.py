@@ -13,12 +13,13 @@ from transformers import (
 )
 from transformers.image_utils import PILImageResampling
 
+from evoxtral.configs import FER_PRETRAINED_BACKBONE
+
 logger = logging.getLogger(__name__)
 
 # AffectNet's eight expression classes, in the order of the classifier's logits.
 FER_LABELS = ("Anger", "Contempt", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 
-PRETRAINED_BACKBONE = "apple/mobilevit-xx-small"
 
 # apple/mobilevit-xx-small's architecture, written out so that an offline run builds the same network.
 MOBILEVIT_XXS_CONFIG = {
@@ -75,7 +76,7 @@ def build_image_processor(model_name_or_path: str | None = None):
 
 
 def build_fer_model(
-    model_name_or_path: str | None = PRETRAINED_BACKBONE,
+    model_name_or_path: str | None = FER_PRETRAINED_BACKBONE,
     labels: tuple[str, ...] = FER_LABELS,
     require_pretrained: bool = False,
 ) -> MobileViTForImageClassification:

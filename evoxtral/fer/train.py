@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,61 +13,16 @@ import torch
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 from transformers.trainer_utils import get_last_checkpoint
 
+from evoxtral.configs import FerDataArguments, FerModelArguments
 from evoxtral.fer.data import fer_transform, load_fer_splits, make_demo_image_folder
 from evoxtral.fer.model import (
     FER_LABELS,
-    PRETRAINED_BACKBONE,
     build_fer_model,
     build_image_processor,
     calibrate_batchnorm,
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class FerDataArguments:
-    dataset_name: str = field(
-        metadata={"help": "A local image folder (<dir>/<split>/<class>/*.jpg) or a Hub dataset id."}
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
-    make_demo_dataset: bool = field(
-        default=False,
-        metadata={
-            "help": "Build the pipeline-check image folder from bundled photos at dataset_name when it is "
-            "missing (not a facial expression dataset)."
-        },
-    )
-    image_column: str = field(default="image")
-    label_column: str = field(default="label")
-    train_split: str = field(default="train")
-    validation_split: str = field(default="validation")
-    test_split: str = field(default="test")
-    holdout_size: float = field(
-        default=0.1, metadata={"help": "Fraction of train held out for a missing validation or test split."}
-    )
-    max_train_samples: int | None = field(default=None)
-    max_eval_samples: int | None = field(default=None)
-    augment: bool = field(default=True, metadata={"help": "Augment training images (crop, flip, rotate, jitter)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches the loaded splits."})
-
-
-@dataclass
-class FerModelArguments:
-    model_name_or_path: str | None = field(
-        default=PRETRAINED_BACKBONE,
-        metadata={"help": "Backbone to fine-tune; random-init XXS when unreachable (offline) or left empty."},
-    )
-    require_pretrained: bool = field(
-        default=False, metadata={"help": "Fail instead of falling back to random init when the weights are missing."}
-    )
-    calibrate_batchnorm_batches: int = field(
-        default=0,
-        metadata={
-            "help": "Before each evaluation, save and the end of training, re-estimate the BatchNorm statistics "
-            "on this many training batches (0: keep the running averages)."
-        },
-    )
 
 
 class BatchNormCalibrationCallback(TrainerCallback):

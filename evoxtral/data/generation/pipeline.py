@@ -22,6 +22,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from evoxtral.configs import DataGenArguments
 from evoxtral.data.generation import dataset as hub
 from evoxtral.data.generation.backends import (
     SAMPLING_RATE,
@@ -36,89 +37,11 @@ from evoxtral.data.generation.backends import (
 from evoxtral.data.generation.files import write_atomic
 from evoxtral.data.generation.scripts import (
     COMPOSERS,
-    DEFAULT_SLICE_FRACTIONS,
-    DOMAINS,
-    SPLITS,
-    TAG_SETS,
     Script,
     ScriptPlan,
     generate_scripts,
     load_scripts_file,
-    resolve_tag_set,
 )
-
-
-def _as_dict(value: dict | str | None) -> dict | None:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-@dataclass
-class DataGenArguments:
-    """Every setting of a data generation run; YAML configs set them, command-line flags override."""
-
-    # Output
-    output_dir: str = field(default="outputs/data/tiny", metadata={"help": "Run folder (plan, dataset, hub folder)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Clip store; defaults to <output_dir>/clips."})
-    seed: int = 0
-
-    # Scripts
-    script_source: str = field(
-        default="templates", metadata={"help": "templates | random_words | llm | file (see data_gen/README.md)."}
-    )
-    scripts_file: str | None = field(default=None, metadata={"help": "JSON/JSONL records with tagged_text."})
-    num_clips: int = 96
-    tags: list[str] = field(
-        default_factory=lambda: ["original"],
-        metadata={"help": "Tag set: a named set (original, original_reported, all) or a list of vocabulary tags."},
-    )
-    min_support: int = field(default=1, metadata={"help": "Minimum occurrences of every tag in every split."})
-    slice_fractions: dict | str | None = field(default=None, metadata={"help": "JSON; default: the original mix."})
-    domains: list[str] = field(default_factory=lambda: list(DOMAINS))
-    split_ratios: dict | str | None = field(default=None, metadata={"help": "JSON; default 80/10/10."})
-    llm_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint for llm scripts."})
-    llm_model: str | None = None
-    llm_token_env: str = field(default="HF_TOKEN", metadata={"help": "Environment variable holding the LLM key."})
-    llm_max_attempts: int = 3
-
-    # Speech
-    backend: str = field(default="espeak", metadata={"help": "espeak (offline) | elevenlabs"})
-    voices: list[str] | None = field(default=None, metadata={"help": "Voices rotated over the clips."})
-    concurrency: int = field(default=2, metadata={"help": "Clips synthesised at once."})
-    max_attempts: int = field(default=4, metadata={"help": "Tries per clip on rate limits, errors, bad audio."})
-    retry_base_delay_s: float = 1.0
-    request_timeout_s: float = 120.0
-    render_overrides: dict | str | None = field(default=None, metadata={"help": "JSON: espeak-ng tag renderings."})
-    elevenlabs_model: str = "eleven_v3"
-    elevenlabs_base_url: str | None = field(default=None, metadata={"help": "API base URL (default: ElevenLabs)."})
-    output_format: str = "mp3_44100_128"
-    min_duration_s: float = 0.3
-
-    # Dataset and Hub
-    pretty_name: str = "Evoxtral tagged speech"
-    license: str = "apache-2.0"
-    push_to_hub: bool = False
-    hub_repo_id: str | None = None
-    private: bool = True
-    dry_run: bool = field(default=False, metadata={"help": "Write the folder a push would upload, push nothing."})
-
-    def __post_init__(self):
-        self.slice_fractions = _as_dict(self.slice_fractions) or dict(DEFAULT_SLICE_FRACTIONS)
-        self.split_ratios = _as_dict(self.split_ratios) or dict(zip(SPLITS, (0.8, 0.1, 0.1)))
-        self.render_overrides = _as_dict(self.render_overrides) or {}
-        if isinstance(self.tags, str):
-            self.tags = [self.tags]
-        if self.script_source not in (*COMPOSERS, "llm", "file"):
-            raise ValueError(f"script_source {self.script_source!r}: use templates, random_words, llm or file")
-        if self.script_source == "file" and not self.scripts_file:
-            raise ValueError("script_source: file needs scripts_file")
-        if self.push_to_hub and not self.hub_repo_id:
-            raise ValueError("push_to_hub needs hub_repo_id")
-
-    @property
-    def tag_set(self) -> list[str]:
-        named = len(self.tags) == 1 and self.tags[0] in TAG_SETS
-        return resolve_tag_set(self.tags[0] if named else self.tags)
-
 
 # --- The script plan ------------------------------------------------------------------------------------------
 

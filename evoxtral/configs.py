@@ -1,0 +1,432 @@
+"""The arguments of every stage, in one module: each recipe script parses its dataclasses from ``--config x.yaml``
+with TRL's parser, and command-line flags override the YAML.
+
+| stage | dataclasses |
+| --- | --- |
+| SFT (recipes/sft.py) | TRL's ScriptArguments, SFTConfig, ModelConfig, DatasetMixtureConfig + VoxtralSFTArguments |
+| RAFT (recipes/raft.py) | RaftArguments (TRL's ScriptArguments + RAFT's own), SFTConfig, ModelConfig, VoxtralSFTArguments |
+| eval (recipes/eval.py) | EvalArguments |
+| learning check (recipes/learning_check.py) | LearningCheckArguments |
+| data (data_gen/generate.py) | DataGenArguments |
+| FER (recipes/fer.py, recipes/fer_onnx.py) | FerDataArguments, FerModelArguments + TrainingArguments; FerOnnxArguments |
+
+SFT and RAFT read their data from the same keys (``dataset_name``, ``dataset_train_split``, ``dataset_test_split``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+from evoxtral.data.generation.scripts import (
+    COMPOSERS,
+    DEFAULT_SLICE_FRACTIONS,
+    DOMAINS,
+    SPLITS,
+    TAG_SETS,
+    resolve_tag_set,
+)
+from evoxtral.scoring.evoxtral_bench import PROTOCOLS
+from evoxtral.scoring.rewards import (
+    DEFAULT_DROP_FRACTION,
+    DEFAULT_REWARD_NAMES,
+    DEFAULT_REWARD_WEIGHTS,
+    get_reward_funcs,
+)
+
+# FER: the backbone fine-tuned by default, and the ONNX exporter's own virtualenv. optimum-onnx 0.1.0 pins
+# optimum ~= 2.1 and transformers < 4.58; pillow loads the checkpoint's image processor so that the export folder
+# carries it too.
+FER_PRETRAINED_BACKBONE = "apple/mobilevit-xx-small"
+FER_EXPORT_REQUIREMENTS = ("torch==2.13.0", "optimum-onnx[onnxruntime]==0.1.0", "pillow")
+FER_EXPORT_VENV = ".venv-onnx"
+
+
+# --- SFT -------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VoxtralSFTArguments:
+    """Audio, data and model options of the Voxtral SFT recipe (TRL's own dataclasses hold the rest)."""
+
+    audio_column: str = field(default="audio", metadata={"help": "Column holding the audio (datasets.Audio)."})
+    text_column: str = field(default="tagged_text", metadata={"help": "Column holding the tagged transcript."})
+    language: str = field(default="en", metadata={"help": "Language of the transcription request."})
+    precompute_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute log-mel features once with datasets.map (1.5 MB a 30 s chunk) instead of per batch."
+        },
+    )
+    audio_encoder_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the frozen audio encoder once per clip before training and feed its output to the projector "
+            "(stored with the dataset, 3.7 MiB a 30 s chunk in float16) instead of running it at every step. "
+            "Needs a frozen, LoRA-free encoder."
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
+    freeze_audio_encoder: bool = field(
+        default=True, metadata={"help": "Keep the audio encoder's weights fixed in full fine-tuning (no LoRA)."}
+    )
+    lora_on_audio_encoder: bool = field(
+        default=False,
+        metadata={"help": "Also put LoRA on the encoder's q/k/v projections, as the original suffix match did."},
+    )
+    random_init: bool = field(
+        default=False,
+        metadata={"help": "Start from random weights (same architecture): for from-scratch learning checks."},
+    )
+    generation_eval_samples: int = field(
+        default=16,
+        metadata={"help": "Validation clips transcribed and scored with Evoxtral-Bench at each evaluation (0: off)."},
+    )
+    generation_max_new_tokens: int = field(default=256, metadata={"help": "Token budget of those transcriptions."})
+    bench_protocol: str = field(default="corpus", metadata={"help": "Evoxtral-Bench protocol for those scores."})
+    auto_resume: bool = field(
+        default=True, metadata={"help": "Continue from the last checkpoint in output_dir when there is one."}
+    )
+
+    def __post_init__(self):
+        if self.audio_encoder_cache and self.lora_on_audio_encoder:
+            raise ValueError(
+                "audio_encoder_cache needs a frozen audio encoder, and lora_on_audio_encoder trains it: its outputs "
+                "are computed once, before training. Turn one of them off."
+            )
+
+
+SFT_ARGUMENT_TYPES = (ScriptArguments, SFTConfig, ModelConfig, DatasetMixtureConfig, VoxtralSFTArguments)
+
+
+def make_sft_parser(subparsers=None, prog: str | None = None) -> TrlParser:
+    if subparsers is not None:
+        return subparsers.add_parser("sft", help="Voxtral SFT", dataclass_types=SFT_ARGUMENT_TYPES)
+    return TrlParser(SFT_ARGUMENT_TYPES, prog=prog)
+
+
+# --- RAFT ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RaftArguments(ScriptArguments):
+    """RAFT's own options, on top of TRL's ScriptArguments: the data keys are the SFT recipe's (``dataset_name``,
+    ``dataset_config``, ``dataset_train_split`` sampled and trained on, ``dataset_test_split`` evaluated during
+    training when eval_strategy is not "no"). ``recipes/raft.py`` also parses the SFT recipe's model (ModelConfig),
+    training (SFTConfig) and audio (VoxtralSFTArguments) options, so one YAML reads like the SFT recipe's."""
+
+    adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "the SFT LoRA adapter on model_name_or_path that round 1 samples from and continues; none: "
+            "continue model_name_or_path itself (a whole model, or a folder holding an adapter)"
+        },
+    )
+    id_column: str = field(default="id", metadata={"help": "clip ids (row positions when the column is absent)"})
+    rounds: int = field(default=1, metadata={"help": "sample -> select -> train, repeated; round r continues r-1"})
+    samples_per_input: int = field(default=4, metadata={"help": "k: transcripts sampled per training clip"})
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    sampling_batch_size: int = field(default=8, metadata={"help": "clips per generate call (each gives k rows)"})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: list(DEFAULT_REWARD_NAMES),
+        metadata={
+            "help": f"rewards by name from evoxtral.scoring.rewards.REWARD_FUNCS (default {DEFAULT_REWARD_NAMES})"
+        },
+    )
+    reward_weights: list[float] = field(
+        default_factory=lambda: list(DEFAULT_REWARD_WEIGHTS),
+        metadata={"help": "one weight per reward; the weighted sum ranks the k samples"},
+    )
+    reward_protocol: str = field(
+        default="evoxtral", metadata={"help": "text rules of the rewards: evoxtral (original) or corpus"}
+    )
+    drop_fraction: float = field(
+        default=DEFAULT_DROP_FRACTION,
+        metadata={"help": "threshold = sorted best rewards at floor(n * drop_fraction); only clips above it train"},
+    )
+    reference_fallback: bool = field(
+        default=False,
+        metadata={
+            "help": "train on the reference where the best sample scores below the reference's own reward "
+            "(the reward of the reference scored against itself) minus reference_fallback_margin"
+        },
+    )
+    reference_fallback_margin: float = 0.0
+
+    def __post_init__(self):
+        if self.adapter is not None and self.adapter.strip().lower() in ("", "none", "null"):
+            self.adapter = None  # the command line's way to say "no adapter"
+        get_reward_funcs(self.reward_funcs)  # unknown names fail at parse time, before a model loads
+        if len(self.reward_funcs) != len(self.reward_weights):
+            raise ValueError(
+                f"reward_funcs has {len(self.reward_funcs)} names but reward_weights {len(self.reward_weights)} "
+                "weights: give one weight per reward"
+            )
+        if self.rounds < 1 or self.samples_per_input < 1:
+            raise ValueError("rounds and samples_per_input must be at least 1")
+        if not 0 <= self.drop_fraction < 1:
+            raise ValueError(f"drop_fraction must be in [0, 1), got {self.drop_fraction}")
+
+
+RAFT_ARGUMENT_TYPES = (RaftArguments, SFTConfig, ModelConfig, VoxtralSFTArguments)
+
+
+def make_raft_parser() -> TrlParser:
+    return TrlParser(RAFT_ARGUMENT_TYPES)
+
+
+# --- Evaluation ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalArguments:
+    """Options of ``recipes/eval.py`` (also read from its YAML with ``--config``)."""
+
+    models: list[str] = field(
+        default_factory=lambda: ["base=evoxtral-tiny"],
+        metadata={"help": "LABEL=MODEL or LABEL=MODEL+ADAPTER, evaluated side by side in this order"},
+    )
+    dataset: str = field(default="outputs/data/tiny/dataset", metadata={"help": "save_to_disk folder or hub id"})
+    split: str = "test"
+    max_samples: int | None = field(default=None, metadata={"help": "first N clips (50: the published table)"})
+    text_column: str = "tagged_text"
+    audio_column: str = "audio"
+    id_column: str = "id"
+    batch_size: int = 8
+    max_new_tokens: int = 512
+    dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16 or float32"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu, cuda, cuda:1 ..."})
+    protocols: list[str] = field(default_factory=lambda: ["corpus", "evoxtral"])
+    collar: int | None = field(default=None, metadata={"help": "corpus protocol: position tolerance in words"})
+    min_support: int = 3
+    bootstrap: int = field(default=0, metadata={"help": "resamples for 95%% intervals (0: none)"})
+    seed: int = 0
+    mismatched_audio_control: bool = field(
+        default=False, metadata={"help": "also decode every clip with another clip's audio (does the model listen?)"}
+    )
+    skip_missing_models: bool = field(
+        default=False, metadata={"help": "report and skip models or adapters that cannot be loaded"}
+    )
+    output_dir: str = "outputs/eval/tiny"
+    overwrite: bool = field(default=False, metadata={"help": "decode again instead of resuming saved predictions"})
+    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={"help": "none or wandb"})
+    wandb_project: str = "evoxtral"
+    run_name: str | None = None
+
+
+# --- Learning check --------------------------------------------------------------------------------------------------
+
+
+SCALES = ("tiny", "full")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a model that hears the tags reaches at full scale (on the held-out split)."""
+
+    own_wer_max: float = 0.05
+    own_tag_f1_min: float = 0.95
+    own_every_tag_f1_min: float = 0.85
+    other_tag_f1_max: float = 0.30
+
+
+@dataclass
+class LearningCheckArguments:
+    """Options of ``recipes/learning_check.py`` (read from recipes/learning_check/<scale>/learning_check.yaml).
+
+    Relative paths are taken from the repository root, where every stage runs.
+    """
+
+    scale: str = field(
+        default="tiny",
+        metadata={"help": "tiny (CPU smoke check) or full (one GPU); picks the YAML when --config is not given"},
+    )
+    output_dir: str = field(
+        default="outputs/learning_check/tiny",
+        metadata={"help": "model/, sft/, raft/, eval/, logs/ and the results files go here"},
+    )
+    data_config: str = field(
+        default="data_gen/configs/learning_check_tiny.yaml", metadata={"help": "the data_gen config of the data"}
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "where the data stage writes (default: the data config's output_dir)"}
+    )
+    model_preset: str = field(default="tiny", metadata={"help": "a size preset of evoxtral.model.tiny (tiny, small)"})
+    model_vocab_size: int | None = field(default=None, metadata={"help": "overrides the preset"})
+    model_text_layers: int | None = field(default=None, metadata={"help": "overrides the preset"})
+    model_audio_layers: int | None = field(default=None, metadata={"help": "overrides the preset"})
+    model_hidden_size: int | None = field(default=None, metadata={"help": "overrides the preset"})
+    model_num_attention_heads: int | None = field(default=None, metadata={"help": "overrides the preset"})
+    model_seed: int = 0
+    sft_config: str = "recipes/learning_check/tiny/sft.yaml"
+    raft_config: str = "recipes/learning_check/tiny/raft.yaml"
+    eval_config: str = "recipes/learning_check/tiny/eval.yaml"
+    accelerate_config: str | None = field(
+        default=None, metadata={"help": "accelerate launch --config_file for SFT and RAFT (e.g. one GPU)"}
+    )
+    num_processes: int = field(
+        default=1, metadata={"help": "accelerate launch --num_processes for SFT and RAFT, without accelerate_config"}
+    )
+    protocol: str = field(default="corpus", metadata={"help": "Evoxtral-Bench protocol the targets are judged on"})
+    targets_expected: bool = field(
+        default=False, metadata={"help": "false: a smoke scale, the targets are reported but not expected to pass"}
+    )
+    own_wer_max: float = field(default=Targets.own_wer_max, metadata={"help": "target: own-audio WER at most"})
+    own_tag_f1_min: float = field(default=Targets.own_tag_f1_min, metadata={"help": "target: own-audio tag F1"})
+    own_every_tag_f1_min: float = field(
+        default=Targets.own_every_tag_f1_min, metadata={"help": "target: own-audio F1 of every tag at least"}
+    )
+    other_tag_f1_max: float = field(
+        default=Targets.other_tag_f1_max, metadata={"help": "target: tag F1 from another clip's audio at most"}
+    )
+
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+
+    @property
+    def targets(self) -> Targets:
+        return Targets(self.own_wer_max, self.own_tag_f1_min, self.own_every_tag_f1_min, self.other_tag_f1_max)
+
+
+# --- Data generation -------------------------------------------------------------------------------------------------
+
+
+def _as_dict(value: dict | str | None) -> dict | None:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass
+class DataGenArguments:
+    """Every setting of a data generation run; YAML configs set them, command-line flags override."""
+
+    # Output
+    output_dir: str = field(default="outputs/data/tiny", metadata={"help": "Run folder (plan, dataset, hub folder)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Clip store; defaults to <output_dir>/clips."})
+    seed: int = 0
+
+    # Scripts
+    script_source: str = field(
+        default="templates", metadata={"help": "templates | random_words | llm | file (see data_gen/README.md)."}
+    )
+    scripts_file: str | None = field(default=None, metadata={"help": "JSON/JSONL records with tagged_text."})
+    num_clips: int = 96
+    tags: list[str] = field(
+        default_factory=lambda: ["original"],
+        metadata={"help": "Tag set: a named set (original, original_reported, all) or a list of vocabulary tags."},
+    )
+    min_support: int = field(default=1, metadata={"help": "Minimum occurrences of every tag in every split."})
+    slice_fractions: dict | str | None = field(default=None, metadata={"help": "JSON; default: the original mix."})
+    domains: list[str] = field(default_factory=lambda: list(DOMAINS))
+    split_ratios: dict | str | None = field(default=None, metadata={"help": "JSON; default 80/10/10."})
+    llm_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint for llm scripts."})
+    llm_model: str | None = None
+    llm_token_env: str = field(default="HF_TOKEN", metadata={"help": "Environment variable holding the LLM key."})
+    llm_max_attempts: int = 3
+
+    # Speech
+    backend: str = field(default="espeak", metadata={"help": "espeak (offline) | elevenlabs"})
+    voices: list[str] | None = field(default=None, metadata={"help": "Voices rotated over the clips."})
+    concurrency: int = field(default=2, metadata={"help": "Clips synthesised at once."})
+    max_attempts: int = field(default=4, metadata={"help": "Tries per clip on rate limits, errors, bad audio."})
+    retry_base_delay_s: float = 1.0
+    request_timeout_s: float = 120.0
+    render_overrides: dict | str | None = field(default=None, metadata={"help": "JSON: espeak-ng tag renderings."})
+    elevenlabs_model: str = "eleven_v3"
+    elevenlabs_base_url: str | None = field(default=None, metadata={"help": "API base URL (default: ElevenLabs)."})
+    output_format: str = "mp3_44100_128"
+    min_duration_s: float = 0.3
+
+    # Dataset and Hub
+    pretty_name: str = "Evoxtral tagged speech"
+    license: str = "apache-2.0"
+    push_to_hub: bool = False
+    hub_repo_id: str | None = None
+    private: bool = True
+    dry_run: bool = field(default=False, metadata={"help": "Write the folder a push would upload, push nothing."})
+
+    def __post_init__(self):
+        self.slice_fractions = _as_dict(self.slice_fractions) or dict(DEFAULT_SLICE_FRACTIONS)
+        self.split_ratios = _as_dict(self.split_ratios) or dict(zip(SPLITS, (0.8, 0.1, 0.1)))
+        self.render_overrides = _as_dict(self.render_overrides) or {}
+        if isinstance(self.tags, str):
+            self.tags = [self.tags]
+        if self.script_source not in (*COMPOSERS, "llm", "file"):
+            raise ValueError(f"script_source {self.script_source!r}: use templates, random_words, llm or file")
+        if self.script_source == "file" and not self.scripts_file:
+            raise ValueError("script_source: file needs scripts_file")
+        if self.push_to_hub and not self.hub_repo_id:
+            raise ValueError("push_to_hub needs hub_repo_id")
+
+    @property
+    def tag_set(self) -> list[str]:
+        named = len(self.tags) == 1 and self.tags[0] in TAG_SETS
+        return resolve_tag_set(self.tags[0] if named else self.tags)
+
+
+# --- Facial emotion recognition --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FerDataArguments:
+    dataset_name: str = field(
+        metadata={"help": "A local image folder (<dir>/<split>/<class>/*.jpg) or a Hub dataset id."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    make_demo_dataset: bool = field(
+        default=False,
+        metadata={
+            "help": "Build the pipeline-check image folder from bundled photos at dataset_name when it is "
+            "missing (not a facial expression dataset)."
+        },
+    )
+    image_column: str = field(default="image")
+    label_column: str = field(default="label")
+    train_split: str = field(default="train")
+    validation_split: str = field(default="validation")
+    test_split: str = field(default="test")
+    holdout_size: float = field(
+        default=0.1, metadata={"help": "Fraction of train held out for a missing validation or test split."}
+    )
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    augment: bool = field(default=True, metadata={"help": "Augment training images (crop, flip, rotate, jitter)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches the loaded splits."})
+
+
+@dataclass
+class FerModelArguments:
+    model_name_or_path: str | None = field(
+        default=FER_PRETRAINED_BACKBONE,
+        metadata={"help": "Backbone to fine-tune; random-init XXS when unreachable (offline) or left empty."},
+    )
+    require_pretrained: bool = field(
+        default=False, metadata={"help": "Fail instead of falling back to random init when the weights are missing."}
+    )
+    calibrate_batchnorm_batches: int = field(
+        default=0,
+        metadata={
+            "help": "Before each evaluation, save and the end of training, re-estimate the BatchNorm statistics "
+            "on this many training batches (0: keep the running averages)."
+        },
+    )
+
+
+@dataclass
+class FerOnnxArguments:
+    checkpoint_dir: str = field(metadata={"help": "A checkpoint folder saved by recipes/fer.py."})
+    onnx_dir: str = field(metadata={"help": "Where model.onnx, model_quantized.onnx and parity.json go."})
+    export_venv: str = field(default=FER_EXPORT_VENV, metadata={"help": "The exporter's own virtualenv."})
+    export_requirements: list[str] = field(
+        default_factory=lambda: list(FER_EXPORT_REQUIREMENTS),
+        metadata={"help": "What the exporter's virtualenv installs (optimum-onnx pins transformers < 4.58)."},
+    )
+    atol: float = field(default=1e-4, metadata={"help": "Largest accepted |ONNX - PyTorch| logit difference."})
+    quantize: bool = field(default=True, metadata={"help": "Also write and check an int8 dynamic quantisation."})
