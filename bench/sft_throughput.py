@@ -1,6 +1,6 @@
 """SFT throughput: the recipe's own training step against the original's settings, in the same run.
 
-Every row builds its trainer with `evoxtral.training.build_sft_trainer` from the recipe YAML plus command-line
+Every row builds its trainer with `evoxtral.training.sft.build_sft_trainer` from the recipe YAML plus command-line
 overrides, exactly as `recipes/sft.py` does (Voxtral collator, TRL's SFTTrainer with its fused LM head, LoRA,
 NEFTune), on a random-init Voxtral at Voxtral-Mini-3B's shapes (a config-only model folder, `random_init: true`:
 nothing is downloaded) and a synthetic tagged-speech dataset written with `save_to_disk`.
@@ -52,7 +52,7 @@ from evoxtral.throughput import (
     training_flops_per_sample,
     write_report,
 )
-from evoxtral.training import build_sft_trainer
+from evoxtral.training.sft import build_sft_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = {

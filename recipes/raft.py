@@ -4,14 +4,14 @@
     accelerate launch --config_file accelerate_configs/single_gpu.yaml \\
         recipes/raft.py --config recipes/voxtral-mini-3b/raft/config.yaml --rounds 2                   # Voxtral-Mini-3B
 
-Every setting can be overridden on the command line; see recipes/RAFT.md. The logic lives in evoxtral/raft.py.
+Every setting can be overridden on the command line; see recipes/RAFT.md. The logic lives in evoxtral/training/raft/.
 """
 
 import sys
 
 from evoxtral.configs import make_raft_parser
-from evoxtral.raft import run_raft
-from evoxtral.training import recipe_from_argv
+from evoxtral.publishing.recipe import recipe_from_argv
+from evoxtral.training.raft.rounds import run_raft
 
 
 def main(raft_args, training_args, model_args, sft_args, recipe=None):

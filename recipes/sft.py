@@ -5,13 +5,14 @@
         recipes/sft.py --config recipes/voxtral-mini-3b/sft/config_lora.yaml                  # Voxtral-Mini-3B, a GPU
 
 Every setting can be overridden on the command line (`--learning_rate 1e-4 --max_steps 10`); see
-recipes/SFT.md. The logic lives in evoxtral/training.py.
+recipes/SFT.md. The logic lives in evoxtral/training/sft.py.
 """
 
 import sys
 
 from evoxtral.configs import make_sft_parser
-from evoxtral.training import recipe_from_argv, run_sft
+from evoxtral.publishing.recipe import recipe_from_argv
+from evoxtral.training.sft import run_sft
 
 
 def main(script_args, training_args, model_args, dataset_args, voxtral_args, recipe=None):

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from evoxtral import raft
 from evoxtral.configs import RaftArguments
-from evoxtral.raft import read_scored_rows, sample_and_score, score_input, select_training_targets
+from evoxtral.training.raft import sample_store
+from evoxtral.training.raft.sample_store import read_scored_rows, sample_and_score, score_input
+from evoxtral.training.raft.selection import select_training_targets
 
 SETTINGS = {"model": "m", "samples_per_input": 2}
 
@@ -158,8 +159,8 @@ def test_resume_skips_scored_clips_and_duplicates_nothing(tmp_path, monkeypatch)
 def test_resume_refuses_samples_from_other_settings(tmp_path, monkeypatch):
     scored_dir = tmp_path / "scored"
     run_sampling(scored_dir, FakeSampler(), monkeypatch, num_clips=1)
-    settings = json.loads((scored_dir / raft.SETTINGS_FILE).read_text())
-    (scored_dir / raft.SETTINGS_FILE).write_text(json.dumps({**settings, "samples_per_input": 4}))
+    settings = json.loads((scored_dir / sample_store.SETTINGS_FILE).read_text())
+    (scored_dir / sample_store.SETTINGS_FILE).write_text(json.dumps({**settings, "samples_per_input": 4}))
     with pytest.raises(ValueError, match="other settings"):
         run_sampling(scored_dir, FakeSampler(), monkeypatch, num_clips=1)
 
@@ -262,7 +263,7 @@ def test_raft_continues_a_whole_model_when_there_is_no_adapter(raft_dataset, tin
     from safetensors.torch import load_file
 
     from evoxtral.configs import make_raft_parser
-    from evoxtral.raft import run_raft
+    from evoxtral.training.raft.rounds import run_raft
 
     output_dir = tmp_path / "raft-full"
     args = make_raft_parser().parse_args_and_config(

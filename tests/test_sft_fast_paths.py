@@ -17,7 +17,7 @@ from evoxtral.configs import make_sft_parser
 from evoxtral.model.collator import VoxtralTranscriptionCollator
 from evoxtral.model.encoder_cache import ENCODER_STATES_COLUMN, audio_encoder
 from evoxtral.throughput import save_speech_dataset, tagged_transcripts
-from evoxtral.training import build_sft_trainer
+from evoxtral.training.sft import build_sft_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RECIPE = REPO / "recipes" / "tiny" / "sft.yaml"

@@ -24,6 +24,8 @@ from evoxtral.scoring.evoxtral_bench import SampleScores, sample_scores
 DEFAULT_REWARD_NAMES = ("wer_accuracy", "tag_f1", "hallucination")
 DEFAULT_REWARD_WEIGHTS = (0.4, 0.4, 0.2)
 DEFAULT_DROP_FRACTION = 0.1
+# The quantiles of a round's best-of-k rewards that its summary and the RAFT model card report.
+REWARD_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 RewardFunc = Callable[..., float]
 

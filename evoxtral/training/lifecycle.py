@@ -1,0 +1,64 @@
+"""What every training run does at its start and end, SFT and each RAFT round alike: find the checkpoint it
+resumes from, read back its logged evaluations, save its final weights so they reload, and finish the trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from transformers import Trainer
+
+from evoxtral.model.processor import write_tokenizer_config
+from evoxtral.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` whose trainer_state.json reads back.
+
+    The Trainer writes that file last, so a checkpoint a kill cut short lacks it (or holds half of it) and is
+    passed over: resuming from it would fail on the missing optimizer or RNG state.
+    """
+    folders = [path for path in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", path.name)]
+    for folder in sorted(folders, key=lambda path: int(path.name.split("-")[1]), reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            logger.info("Skipping %s: the run stopped while saving it", folder)
+            continue
+        return str(folder)
+    return None
+
+
+def checkpoint_to_resume(output_dir: str | os.PathLike, resume_from_checkpoint: str | None, auto_resume: bool):
+    """The checkpoint a run continues from: the one asked for, else (with ``auto_resume``) the newest complete one
+    in ``output_dir``, else None."""
+    checkpoint = resume_from_checkpoint
+    if checkpoint is None and auto_resume:
+        checkpoint = last_complete_checkpoint(output_dir)
+    if checkpoint is not None:
+        logger.info("Resuming from %s", checkpoint)
+    return checkpoint
+
+
+def logged_evaluations(trainer: Trainer) -> list[dict[str, float]]:
+    """The evaluation entries of the trainer's log history (those with an eval_loss), oldest first."""
+    return [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+
+
+def save_final_model(trainer: Trainer, output_dir: str | os.PathLike) -> None:
+    """Save the weights with generation's KV cache back on, and (main process) the tokenizer config that lets the
+    processor folder reload with AutoProcessor."""
+    trainer.model.config.use_cache = True
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        write_tokenizer_config(output_dir)
+
+
+def end_trainer(trainer: Trainer | None) -> None:
+    """Finish the trackers and destroy the process group (transformers >= 5.18 has Trainer.end)."""
+    if trainer is not None and hasattr(trainer, "end"):
+        trainer.end()
