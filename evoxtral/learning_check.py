@@ -33,7 +33,9 @@ from typing import Any
 import yaml
 
 from evoxtral.configs import SCALES, LearningCheckArguments, Targets
-from evoxtral.evaluation import MISMATCHED_SUFFIX, _per_tag_rows, plot_per_tag_f1
+from evoxtral.evaluation.decoding import MISMATCHED_SUFFIX
+from evoxtral.evaluation.plots import plot_per_tag_f1
+from evoxtral.evaluation.report import per_tag_rows
 
 CONFIG_DIR = Path("recipes") / "learning_check"
 SFT_LABEL, RAFT_LABEL = "sft", "raft"
@@ -71,7 +73,7 @@ def summarize_learning_check(
             "needs the sft and raft models evaluated with mismatched_audio_control: true"
         )
     by_condition = {key: metrics[label][protocol] for key, label in CONDITIONS.items()}
-    _, tags, support = _per_tag_rows({label: metrics[label] for label in MODEL_LABELS}, protocol)
+    _, tags, support = per_tag_rows({label: metrics[label] for label in MODEL_LABELS}, protocol)
     if not tags:
         raise ValueError("the held-out references hold no tags: nothing to check")
     per_tag = {

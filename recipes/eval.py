@@ -10,7 +10,7 @@ Command-line flags override the YAML. Outputs: predictions/*.jsonl, metrics.json
 from trl import TrlParser
 
 from evoxtral.configs import EvalArguments
-from evoxtral.evaluation import run_evaluation
+from evoxtral.evaluation.run import run_evaluation
 
 
 def make_parser() -> TrlParser:

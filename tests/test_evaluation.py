@@ -2,15 +2,9 @@
 
 import pytest
 
-from evoxtral.evaluation import (
-    MISMATCHED_SUFFIX,
-    ModelSpec,
-    mismatched_audio_order,
-    plot_per_tag_f1,
-    render_core_table,
-    render_per_tag_table,
-    render_report,
-)
+from evoxtral.evaluation.decoding import MISMATCHED_SUFFIX, ModelSpec, mismatched_audio_order
+from evoxtral.evaluation.plots import plot_per_tag_f1
+from evoxtral.evaluation.report import render_core_table, render_per_tag_table, render_report
 from evoxtral.scoring.evoxtral_bench import compute_metrics
 
 
@@ -132,7 +126,7 @@ def tiny_dataset(tmp_path_factory):
 
 
 def test_decode_predictions_resumes_after_a_kill(tmp_path, monkeypatch):
-    from evoxtral.evaluation import decode_predictions
+    from evoxtral.evaluation.decoding import decode_predictions
     from evoxtral.model import inference
 
     calls = []

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from evoxtral.configs import SCALES, LearningCheckArguments, Targets
-from evoxtral.evaluation import MISMATCHED_SUFFIX
+from evoxtral.evaluation.decoding import MISMATCHED_SUFFIX
 from evoxtral.learning_check import (
     CONDITIONS,
     RESULTS_JSON,
