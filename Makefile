@@ -108,36 +108,11 @@ raft: install
 	$(call offline_if_tiny,$(RAFT_RECIPE)) $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) \
 		recipes/raft.py --config $(RAFT_RECIPE)
 
-# The demo on the built-in tiny model. Each stage's last output is its stamp: a rerun skips the stages that are
-# done, a stage killed before its stamp resumes, and a stage whose inputs changed starts again.
-DEMO_DATA := $(OUT)/data/tiny/dataset/dataset_dict.json
-DEMO_SFT := $(OUT)/tiny/sft/adapter_config.json
-DEMO_RAFT := $(OUT)/tiny/raft/raft_summary.json
-DEMO_EVAL := $(OUT)/eval/tiny/report.md
-
-demo: $(DEMO_EVAL)
-	@echo
-	@sed -n '/^## Table 2/,/^## Table 3/{/^## Table 3/d;p}' $(DEMO_EVAL)
-	@echo "Artefacts:"
-	@echo "  data   outputs/data/tiny/dataset (train/validation/test, espeak-ng speech)"
-	@echo "  SFT    outputs/tiny/sft (LoRA adapter + model card)"
-	@echo "  RAFT   outputs/tiny/raft (adapter + model card; round_1/samples: every scored sample)"
-	@echo "  eval   outputs/eval/tiny (report.md, metrics.json, per_tag_f1.png, predictions/)"
-
-$(DEMO_DATA): data_gen/configs/tiny.yaml
-	$(MAKE) --no-print-directory data DATA_CONFIG=data_gen/configs/tiny.yaml
-
-$(DEMO_SFT): $(DEMO_DATA) recipes/tiny/sft.yaml
-	@if [ -e $@ ]; then rm -rf $(dir $@); fi
-	$(MAKE) --no-print-directory sft RECIPE=recipes/tiny/sft.yaml
-
-$(DEMO_RAFT): $(DEMO_SFT) recipes/tiny/raft.yaml
-	@if [ -e $@ ]; then rm -rf $(dir $@); fi
-	$(MAKE) --no-print-directory raft RAFT_RECIPE=recipes/tiny/raft.yaml
-
-$(DEMO_EVAL): $(DEMO_RAFT) recipes/tiny/eval.yaml
-	@if [ -e $@ ]; then rm -rf $(dir $@)predictions; fi
-	$(MAKE) --no-print-directory eval EVAL_RECIPE=recipes/tiny/eval.yaml
+# The demo on the built-in tiny model (recipes/demo.py, the same stage runner as the learning check): a rerun skips
+# the stages that are done, a stage killed before the end resumes, and a stage whose recipe or input changed starts
+# again. Everything goes under $(OUT).
+demo: install
+	$(OFFLINE) $(PY) recipes/demo.py --output_dir $(OUT)
 
 # Does a model trained with these recipes hear the tags? data -> model -> SFT -> RAFT -> eval with the
 # mismatched-audio control, then results.md / results.json / learning_check.png in outputs/learning_check/$(SCALE).

@@ -7,6 +7,7 @@ with TRL's parser, and command-line flags override the YAML.
 | RAFT (recipes/raft.py) | RaftArguments (TRL's ScriptArguments + RAFT's own), SFTConfig, ModelConfig, VoxtralSFTArguments |
 | eval (recipes/eval.py) | EvalArguments |
 | learning check (recipes/learning_check.py) | LearningCheckArguments |
+| demo (recipes/demo.py, make demo) | DemoArguments |
 | data (data_gen/generate.py) | DataGenArguments |
 | FER (recipes/fer.py, recipes/fer_onnx.py) | FerDataArguments, FerModelArguments + TrainingArguments; FerOnnxArguments |
 
@@ -294,6 +295,20 @@ class LearningCheckArguments:
     @property
     def targets(self) -> Targets:
         return Targets(self.own_wer_max, self.own_tag_f1_min, self.own_every_tag_f1_min, self.other_tag_f1_max)
+
+
+@dataclass
+class DemoArguments:
+    """Options of ``recipes/demo.py`` (``make demo``): data -> SFT -> RAFT -> eval on the built-in tiny model."""
+
+    output_dir: str = field(
+        default="outputs", metadata={"help": "root of the stages' outputs: data/tiny, tiny/sft, tiny/raft, eval/tiny"}
+    )
+    data_config: str = "data_gen/configs/tiny.yaml"
+    sft_config: str = "recipes/tiny/sft.yaml"
+    raft_config: str = "recipes/tiny/raft.yaml"
+    eval_config: str = "recipes/tiny/eval.yaml"
+    num_processes: int = field(default=1, metadata={"help": "accelerate launch --num_processes for SFT and RAFT"})
 
 
 # --- Data generation -------------------------------------------------------------------------------------------------

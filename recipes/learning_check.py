@@ -10,7 +10,8 @@ writes results.md, results.json and learning_check.png. Command-line flags overr
 
 import sys
 
-from evoxtral.learning_check import StageError, parse_learning_check_args, run_learning_check
+from evoxtral.learning_check.run import parse_learning_check_args, run_learning_check
+from evoxtral.utils.stages import StageError
 
 if __name__ == "__main__":
     try:

@@ -14,22 +14,18 @@ import yaml
 
 from evoxtral.configs import SCALES, LearningCheckArguments, Targets
 from evoxtral.evaluation.decoding import MISMATCHED_SUFFIX
-from evoxtral.learning_check import (
+from evoxtral.learning_check.report import (
     CONDITIONS,
     RESULTS_JSON,
     RESULTS_MD,
     RESULTS_PLOT,
-    Stage,
-    StageError,
-    parse_learning_check_args,
-    plan_stages,
     render_results,
-    run_stages,
-    stage_paths,
     summarize_learning_check,
     write_results,
 )
+from evoxtral.learning_check.run import parse_learning_check_args, plan_stages, stage_paths
 from evoxtral.scoring.evoxtral_bench import compute_metrics
+from evoxtral.utils.stages import Stage, StageError, run_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 OTHER = MISMATCHED_SUFFIX

@@ -1,0 +1,23 @@
+"""The demo: data -> SFT -> RAFT -> eval on the built-in tiny Voxtral, offline, then base vs SFT vs RAFT.
+
+    python recipes/demo.py                          # what `make demo` runs
+    python recipes/demo.py --output_dir /tmp/demo   # everything under another root (make demo OUT=/tmp/demo)
+
+A rerun skips the stages that are done, a stage killed midway resumes, and a stage whose recipe or input changed
+starts again. The logic lives in evoxtral/demo.py.
+"""
+
+import sys
+
+from trl import TrlParser
+
+from evoxtral.configs import DemoArguments
+from evoxtral.demo import run_demo
+from evoxtral.utils.stages import StageError
+
+if __name__ == "__main__":
+    (demo_args,) = TrlParser((DemoArguments,)).parse_args_and_config()
+    try:
+        run_demo(demo_args)
+    except StageError as error:
+        sys.exit(f"\n{error}")
