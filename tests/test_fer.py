@@ -352,7 +352,7 @@ def fer_app():
     from fastapi import FastAPI
 
     from evoxtral.serving.errors import install_error_handlers
-    from serve.fer_router import router
+    from evoxtral.serving.fer_router import router
 
     app = FastAPI()
     install_error_handlers(app)
@@ -364,7 +364,7 @@ def fer_app():
 def client(classifier):
     from fastapi.testclient import TestClient
 
-    from serve.fer_router import get_fer_classifier
+    from evoxtral.serving.fer_router import get_fer_classifier
 
     app = fer_app()
     app.dependency_overrides[get_fer_classifier] = lambda: classifier
@@ -402,7 +402,7 @@ def test_endpoint_gives_per_second_emotions_aligned_with_segments(client, tmp_pa
 
 
 def test_endpoint_rejects_bad_input_with_4xx_and_keeps_serving(client, classifier):
-    from serve.fer_router import get_fer_classifier
+    from evoxtral.serving.fer_router import get_fer_classifier
 
     not_media = error_of(
         client.post("/fer", files={"file": ("notes.txt", b"hello, not a picture", "text/plain")}), 400
@@ -433,7 +433,7 @@ def test_endpoint_rejects_bad_input_with_4xx_and_keeps_serving(client, classifie
 def test_endpoint_without_a_configured_model_answers_503(monkeypatch):
     from fastapi.testclient import TestClient
 
-    from serve.fer_router import get_fer_classifier
+    from evoxtral.serving.fer_router import get_fer_classifier
 
     monkeypatch.delenv("EVOXTRAL_FER_MODEL", raising=False)
     get_fer_classifier.cache_clear()
@@ -444,7 +444,7 @@ def test_endpoint_without_a_configured_model_answers_503(monkeypatch):
 def test_endpoint_loads_the_model_named_in_the_environment(onnx_report, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from serve.fer_router import get_fer_classifier
+    from evoxtral.serving.fer_router import get_fer_classifier
 
     onnx_dir = Path(onnx_report["onnx_model"]).parent
     monkeypatch.setenv("EVOXTRAL_FER_MODEL", str(onnx_dir))

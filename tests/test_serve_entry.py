@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 def test_entry_app_mounts_fer_and_answers_503_until_a_model_is_configured(monkeypatch, tmp_path):
     monkeypatch.delenv("EVOXTRAL_FER_MODEL", raising=False)
     import serve.app
-    from serve.fer_router import get_fer_classifier
+    from evoxtral.serving.fer_router import get_fer_classifier
 
     get_fer_classifier.cache_clear()
     app = serve.app.create_app()

@@ -136,7 +136,7 @@ def uvicorn_log_config(level: str) -> dict:
 
 
 def include_routers(app: FastAPI, specs: Sequence[str | APIRouter]) -> None:
-    """Mount extra routers given as APIRouter objects or "module:attribute" strings (e.g. "serve.fer_router:router")."""
+    """Mount extra routers given as APIRouter objects or "module:attribute" strings (e.g. "my_package.routes:router")."""
     for spec in specs:
         router = spec
         if isinstance(spec, str):

@@ -45,6 +45,10 @@ HELP = {
     "max_queue": "requests accepted at once; more get 503 + Retry-After",
     "max_new_tokens": "generation budget per segment",
     "routers": "extra routers to mount, comma-separated module:attribute",
+    "fer_model": "facial emotion recognition: the ONNX export folder (recipes/fer_onnx.py); unset: POST /fer answers 503",
+    "fer_model_file": "the ONNX file in that folder (model.onnx or model_quantized.onnx)",
+    "fer_max_pixels": "largest image (or video frame) POST /fer decodes, in pixels; unset: the classifier's default",
+    "fer_max_video_seconds": "longest video POST /fer samples, in seconds; unset: the classifier's default",
     "log_level": "uvicorn and application log level",
 }
 
@@ -68,6 +72,10 @@ class ServeSettings:
     max_queue: int = 64
     max_new_tokens: int = 512
     routers: str = ""
+    fer_model: str | None = None
+    fer_model_file: str = "model.onnx"
+    fer_max_pixels: int | None = None
+    fer_max_video_seconds: float | None = None
     log_level: str = "info"
     api_key: str | None = field(default=None, repr=False)  # never printed
 
