@@ -40,6 +40,9 @@ from evoxtral.model.loading import load_model_and_processor
 from evoxtral.model.processor import TEKKEN_FILE, build_voxtral_processor
 from evoxtral.model.tiny import AUDIO_TOKEN_ID, PAD_TOKEN_ID, TINY_MODEL_NAME, write_voxtral_tekken
 from evoxtral.scoring import tags
+from evoxtral.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 GIB = 1024**3
 RSS_SAMPLE_SECONDS = 0.005
@@ -312,8 +315,13 @@ def write_report(path: str | Path, bench: str, settings: dict[str, Any], rows: l
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(rows))
-    print(f"\n{report['environment']['device']}; memory: {report['memory_measure']}. JSON: {path}")
+    logger.info(
+        "%s\n\n%s; memory: %s. JSON: %s",
+        format_table(rows),
+        report["environment"]["device"],
+        report["memory_measure"],
+        path,
+    )
     return path
 
 

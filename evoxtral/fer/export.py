@@ -20,6 +20,9 @@ from evoxtral.configs import FER_EXPORT_REQUIREMENTS, FER_EXPORT_VENV
 from evoxtral.fer.data import bundled_face_photos, lfw_faces
 from evoxtral.fer.faces import face_crops
 from evoxtral.fer.inference import softmax
+from evoxtral.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 QUANTIZED_MODEL_FILE = "model_quantized.onnx"
 # A random-init MobileViT in eval mode gives logits around 1e-43: any comparison on those passes trivially. With
@@ -46,7 +49,9 @@ def ensure_export_environment(
     wanted = "\n".join(requirements)
     if optimum_cli.exists() and marker.exists() and marker.read_text() == wanted:
         return optimum_cli
-    print(f"Setting up the ONNX export environment in {venv_dir} (once; about a minute): {' '.join(requirements)}")
+    logger.info(
+        "Setting up the ONNX export environment in %s (once; about a minute): %s", venv_dir, " ".join(requirements)
+    )
     if not (venv_dir / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv_dir)], check=True)
     subprocess.run(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from transformers import (
     AutoImageProcessor,
@@ -14,8 +12,9 @@ from transformers import (
 from transformers.image_utils import PILImageResampling
 
 from evoxtral.configs import FER_PRETRAINED_BACKBONE
+from evoxtral.utils.logging import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # AffectNet's eight expression classes, in the order of the classifier's logits.
 FER_LABELS = ("Anger", "Contempt", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, default_data_collator
-from transformers.trainer_utils import get_last_checkpoint
 
 from evoxtral.configs import FerDataArguments, FerModelArguments
 from evoxtral.fer.data import fer_transform, load_fer_splits, make_demo_image_folder
@@ -21,8 +19,11 @@ from evoxtral.fer.model import (
     build_image_processor,
     calibrate_batchnorm,
 )
-
-logger = logging.getLogger(__name__)
+from evoxtral.publishing.hub import push_folder_to_hub
+from evoxtral.publishing.model_card import write_fer_model_card
+from evoxtral.publishing.summaries import log_fer_summary
+from evoxtral.training.lifecycle import checkpoint_to_resume
+from evoxtral.utils.logging import setup_logging
 
 
 class BatchNormCalibrationCallback(TrainerCallback):
@@ -115,11 +116,10 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | Pat
     return Path(path)
 
 
-def train_fer(data_args: FerDataArguments, model_args: FerModelArguments, training_args: TrainingArguments) -> dict:
-    """Fine-tunes, saves the checkpoint folder (model + image processor: the export's input), reports on the test
-    split and optionally pushes to the Hub. Resumes from the last checkpoint in output_dir."""
+def configured_splits(data_args: FerDataArguments, seed: int):
+    """The train, validation and test splits (made from train when missing), each cut to its configured size."""
     if data_args.make_demo_dataset and not Path(data_args.dataset_name).is_dir():
-        make_demo_image_folder(data_args.dataset_name, seed=training_args.seed)
+        make_demo_image_folder(data_args.dataset_name, seed=seed)
     splits = load_fer_splits(
         data_args.dataset_name,
         data_args.dataset_config,
@@ -131,7 +131,7 @@ def train_fer(data_args: FerDataArguments, model_args: FerModelArguments, traini
             "test": data_args.test_split,
         },
         holdout_size=data_args.holdout_size,
-        seed=training_args.seed,
+        seed=seed,
         cache_dir=data_args.cache_dir,
     )
     for split, limit in (
@@ -140,8 +140,33 @@ def train_fer(data_args: FerDataArguments, model_args: FerModelArguments, traini
         ("test", data_args.max_eval_samples),
     ):
         if limit is not None and len(splits[split]) > limit:
-            splits[split] = splits[split].shuffle(seed=training_args.seed).select(range(limit))
+            splits[split] = splits[split].shuffle(seed=seed).select(range(limit))
+    return splits
 
+
+def report_on_test_split(trainer: Trainer, test_split, train_loss: float, output_dir: Path, title: str) -> dict:
+    """Accuracy, macro-F1 and the confusion matrix on the test split, saved as test_results.json and
+    confusion_matrix.png in ``output_dir``."""
+    prediction = trainer.predict(test_split, metric_key_prefix="test")
+    matrix = confusion_matrix(prediction.label_ids, prediction.predictions.argmax(-1), len(FER_LABELS))
+    report = {
+        "train_loss": train_loss,
+        "test_samples": len(test_split),
+        **{f"test_{name}": value for name, value in classification_scores(matrix).items()},
+        "confusion_matrix": matrix.tolist(),
+        "labels": list(FER_LABELS),
+    }
+    (output_dir / "test_results.json").write_text(json.dumps(report, indent=2))
+    plot_confusion_matrix(matrix, list(FER_LABELS), output_dir / "confusion_matrix.png", title)
+    return report
+
+
+def train_fer(data_args: FerDataArguments, model_args: FerModelArguments, training_args: TrainingArguments) -> dict:
+    """Fine-tunes, saves the checkpoint folder (model + image processor: the export's input) with its model card,
+    reports on the test split and optionally pushes to the Hub. Resumes from the last complete checkpoint in
+    output_dir."""
+    setup_logging(training_args)
+    splits = configured_splits(data_args, training_args.seed)
     image_processor = build_image_processor(model_args.model_name_or_path)
     model = build_fer_model(model_args.model_name_or_path, FER_LABELS, model_args.require_pretrained)
     splits["train"].set_transform(fer_transform(image_processor, data_args.augment))
@@ -167,37 +192,29 @@ def train_fer(data_args: FerDataArguments, model_args: FerModelArguments, traini
                 training_args.seed,
             )
         )
-    resume_from = training_args.resume_from_checkpoint
-    if resume_from is None and Path(training_args.output_dir).is_dir():
-        resume_from = get_last_checkpoint(training_args.output_dir)
-        if resume_from:
-            logger.info("Resuming from %s", resume_from)
+    resume_from = checkpoint_to_resume(training_args.output_dir, training_args.resume_from_checkpoint, True)
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
 
-    prediction = trainer.predict(splits["test"], metric_key_prefix="test")
-    matrix = confusion_matrix(prediction.label_ids, prediction.predictions.argmax(-1), len(FER_LABELS))
-    report = {
-        "train_loss": train_result.training_loss,
-        "test_samples": len(splits["test"]),
-        **{f"test_{name}": value for name, value in classification_scores(matrix).items()},
-        "confusion_matrix": matrix.tolist(),
-        "labels": list(FER_LABELS),
-    }
     output_dir = Path(training_args.output_dir)
-    (output_dir / "test_results.json").write_text(json.dumps(report, indent=2))
-    plot_path = plot_confusion_matrix(
-        matrix, list(FER_LABELS), output_dir / "confusion_matrix.png", f"{data_args.dataset_name}: test split"
-    )
-    if training_args.push_to_hub:
-        trainer.push_to_hub(
-            dataset=data_args.dataset_name, tasks="image-classification", tags=["facial-expression-recognition"]
+    title = f"{data_args.dataset_name}: test split"
+    report = report_on_test_split(trainer, splits["test"], train_result.training_loss, output_dir, title)
+    if trainer.is_world_process_zero():
+        write_fer_model_card(
+            output_dir,
+            base_model=model.name_or_path or None,  # empty when the backbone fell back to random init
+            dataset=data_args.dataset_name,
+            report=report,
+            training_args=training_args,
         )
-
-    print(
-        f"FER model saved to {output_dir} ({len(splits['train'])} train images, {train_result.global_step} steps).\n"
-        f"Test split ({report['test_samples']} images): accuracy {report['test_accuracy']:.3f}, "
-        f"macro-F1 {report['test_macro_f1']:.3f}. Confusion matrix: {plot_path}"
-    )
+        if training_args.push_to_hub:
+            push_folder_to_hub(training_args, stage="FER")
+        log_fer_summary(
+            str(output_dir),
+            train_images=len(splits["train"]),
+            steps=train_result.global_step,
+            report=report,
+            plot_path=output_dir / "confusion_matrix.png",
+        )
     return report

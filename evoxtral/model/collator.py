@@ -10,7 +10,6 @@ generation. Labels are -100 on the prompt and the padding, so only the transcrip
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +19,9 @@ from datasets import Array3D, Dataset
 from transformers import VoxtralProcessor
 
 from evoxtral.data.audio import CHUNK_SAMPLES, SAMPLING_RATE, AudioDecodeError, decode_audio_value, num_chunks
+from evoxtral.utils.logging import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 IGNORE_INDEX = -100
 FEATURES_COLUMN = "input_features"

@@ -14,7 +14,6 @@ Disk: 1,500 x 1,280 values per 30 s chunk at real shapes, 3.7 MiB in float16 (7.
 
 from __future__ import annotations
 
-import logging
 import types
 
 import numpy as np
@@ -26,8 +25,9 @@ from trl.trainer.utils import hash_module
 
 from evoxtral.data.audio import AudioDecodeError, decode_audio_value
 from evoxtral.model.collator import extract_input_features
+from evoxtral.utils.logging import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ENCODER_STATES_COLUMN = "audio_encoder_states"
 

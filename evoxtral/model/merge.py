@@ -16,6 +16,9 @@ from pathlib import Path
 from evoxtral.model.loading import load_model_and_processor
 from evoxtral.model.processor import save_processor
 from evoxtral.model.tiny import TINY_MODEL_NAME
+from evoxtral.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 
 def merge_adapter(adapter: str, output_dir: str, *, base_model: str | None = None, dtype: str = "auto") -> Path:
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     folder = merge_adapter(args.adapter, args.output_dir, base_model=args.base_model, dtype=args.dtype)
     size = sum(path.stat().st_size for path in folder.glob("*.safetensors")) / 2**20
-    print(f"Merged {args.adapter} into {folder} ({size:.1f} MiB of weights + processor)")
+    logger.info("Merged %s into %s (%.1f MiB of weights + processor)", args.adapter, folder, size)
     return folder
 
 

@@ -28,6 +28,9 @@ from transformers import GenerationConfig, VoxtralConfig, VoxtralForConditionalG
 
 from evoxtral.data.audio import CHUNK_SECONDS, SAMPLING_RATE
 from evoxtral.model.processor import TEKKEN_FILE, build_voxtral_processor, save_processor
+from evoxtral.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 TINY_MODEL_NAME = "evoxtral-tiny"
 # Bump when the builder's output changes, so caches made by older code are not reused.
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> Path:
         path = tiny_voxtral_path()
     else:
         path = build_tiny_voxtral(args.output_dir, seed=args.seed, **sizes)
-    print(f"Voxtral ({args.preset}: {sizes}) at {path}: {count_parameters(path) / 1e6:.2f}M parameters")
+    logger.info("Voxtral (%s: %s) at %s: %.2fM parameters", args.preset, sizes, path, count_parameters(path) / 1e6)
     return path
 
 

@@ -174,7 +174,8 @@ def write_fer_model_card(
         tags=["evoxtral", "facial-expression-recognition", "mobilevit"],
     )
     intro = (
-        f"Facial emotion recognition: MobileViT-XXS{f' fine-tuned from `{base_model}`' if base_model else ''} on "
+        f"Facial emotion recognition: MobileViT-XXS "
+        f"{f'fine-tuned from `{base_model}`' if base_model else 'trained from random init'} on "
         f"`{dataset}`, predicting {', '.join(report['labels'])}. Trained with the Evoxtral FER recipe "
         "(transformers `Trainer`)."
     )

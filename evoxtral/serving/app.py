@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import hmac
 import importlib
-import logging
 import os
 import re
 import shutil
@@ -49,8 +48,9 @@ from evoxtral.serving.results import (
 from evoxtral.serving.segmentation import SAMPLING_RATE, SpeechSegmenter, is_silent
 from evoxtral.serving.settings import ServeSettings, language_code
 from evoxtral.serving.transcriber import DecodingOptions, Transcriber, load_model_transcriber
+from evoxtral.utils.logging import get_logger
 
-logger = logging.getLogger("evoxtral.serving")
+logger = get_logger("evoxtral.serving")
 
 # Paths anyone may read even when an API key is configured: liveness and the API's own documentation.
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})

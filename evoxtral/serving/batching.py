@@ -10,7 +10,6 @@ waiting without limit.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import Sequence
@@ -21,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from evoxtral.serving.transcriber import DecodingOptions, Transcriber
+from evoxtral.utils.logging import get_logger
 
-logger = logging.getLogger("evoxtral.serving")
+logger = get_logger("evoxtral.serving")
 
 
 class QueueFull(Exception):

@@ -6,7 +6,6 @@ a 5xx, and its message never carries internals (the traceback goes to the server
 
 from __future__ import annotations
 
-import logging
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -14,7 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-logger = logging.getLogger("evoxtral.serving")
+from evoxtral.utils.logging import get_logger
+
+logger = get_logger("evoxtral.serving")
 
 ERROR_TYPES = {
     400: "invalid_request_error",
