@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -66,21 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as workdir:
-        model, processor = bench_model_and_processor(
-            tiny=args.tiny,
-            device=args.device,
-            dtype=args.dtype,
-            workdir=workdir,
-            attn_implementation=args.attn_implementation,
-        )
-    clips = noise_clips(args.num_clips, args.clip_seconds)
-    warmup_clips = clips[: max(args.batch_size, args.baseline_batch_size)]
-    prompt_length = len(VoxtralTranscriptionCollator(processor).prompt_ids(num_chunks(len(clips[0]))))
-    work_flops = args.num_clips * sampling_flops_per_clip(model.config, prompt_length, args.k, args.max_new_tokens)
-    device_peak = peak_flops(args.device, args.dtype, args.peak_tflops)
+def configurations(args: argparse.Namespace, model, processor) -> list[tuple[str, str, Callable]]:
+    """(row name, role, run on a list of clips): the baseline `generate(num_return_sequences=k)` and
+    sample_transcripts with a dynamic and a static KV cache, all sampling the same number of tokens."""
     sampling = dict(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
     fixed_length = dict(min_new_tokens=args.max_new_tokens, progress=False)
     on_cuda = args.device.type == "cuda"
@@ -116,7 +105,7 @@ def main(argv=None) -> Path:
 
     # sample_transcripts' own choice is the static cache on CUDA and the dynamic one elsewhere: that row is "fast".
     static_name = "static KV cache + compiled decode" if on_cuda else "static KV cache (no compile off CUDA)"
-    configurations = [
+    rows = [
         (f"generate(num_return_sequences={args.k}), {args.baseline_batch_size} clips a call", "baseline", baseline),
         (
             f"sample_transcripts, dynamic KV cache, {args.batch_size} clips a batch",
@@ -129,11 +118,27 @@ def main(argv=None) -> Path:
             fast_path(True),
         ),
     ]
-    if args.skip_baseline:
-        configurations = configurations[1:]
+    return rows[1:] if args.skip_baseline else rows
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as workdir:
+        model, processor = bench_model_and_processor(
+            tiny=args.tiny,
+            device=args.device,
+            dtype=args.dtype,
+            workdir=workdir,
+            attn_implementation=args.attn_implementation,
+        )
+    clips = noise_clips(args.num_clips, args.clip_seconds)
+    warmup_clips = clips[: max(args.batch_size, args.baseline_batch_size)]
+    prompt_length = len(VoxtralTranscriptionCollator(processor).prompt_ids(num_chunks(len(clips[0]))))
+    work_flops = args.num_clips * sampling_flops_per_clip(model.config, prompt_length, args.k, args.max_new_tokens)
+    device_peak = peak_flops(args.device, args.dtype, args.peak_tflops)
 
     rows = []
-    for name, role, run in configurations:
+    for name, role, run in configurations(args, model, processor):
         row = BenchRow(name=name, role=role, throughput_unit="tokens/s")
         # The warm-up loads CUDA kernels and, on the static path, compiles the decode step for this batch shape.
         timing = measure(row, partial(run, clips), args.device, warmup=partial(run, warmup_clips))

@@ -21,14 +21,8 @@ from dataclasses import dataclass, field
 
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-from evoxtral.data.generation.scripts import (
-    COMPOSERS,
-    DEFAULT_SLICE_FRACTIONS,
-    DOMAINS,
-    SPLITS,
-    TAG_SETS,
-    resolve_tag_set,
-)
+from evoxtral.data.generation.composers import COMPOSERS
+from evoxtral.data.generation.slices import DEFAULT_SLICE_FRACTIONS, DOMAINS, SPLITS, TAG_SETS, resolve_tag_set
 from evoxtral.scoring.evoxtral_bench import PROTOCOLS
 from evoxtral.scoring.rewards import (
     DEFAULT_DROP_FRACTION,

@@ -6,7 +6,7 @@ import pytest
 
 from evoxtral.data.generation.backends import AudioCheck, SynthesisError, SynthesisRequest, decode_and_check
 from evoxtral.data.generation.espeak import EspeakBackend, build_renderings, rendering_table, script_to_ssml
-from evoxtral.data.generation.scripts import is_scoped
+from evoxtral.data.generation.slices import is_scoped
 from evoxtral.scoring import tags as vocab
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make system-deps)")

@@ -6,6 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from evoxtral.data.generation import composers, slices
 from evoxtral.data.generation import scripts as sc
 from evoxtral.scoring import tags as vocab
 
@@ -24,16 +25,16 @@ def test_slices_domains_and_per_split_tag_support():
     }
     assert set(Counter(s.domain for s in plan.scripts).values()) == {25}  # 200 clips over 8 domains
     support = sc.tag_support(plan.scripts)
-    assert set(support) == set(sc.SPLITS)
+    assert set(support) == set(slices.SPLITS)
     for split, counter in support.items():
-        assert set(counter) == set(sc.INTENDED_ORIGINAL_TAGS), split
+        assert set(counter) == set(slices.INTENDED_ORIGINAL_TAGS), split
         assert min(counter.values()) >= 2, (split, counter)
         # the rest is dealt evenly: no tag more than one occurrence above another
         assert max(counter.values()) - min(counter.values()) <= 1, (split, counter)
     for script in plan.scripts:
-        density = sc.SLICES[script.slice]
+        density = slices.SLICES[script.slice]
         assert density.min_tags <= len(script.tags) <= density.max_tags, script
-        assert sc.validate_script(script.tagged_text, allowed_tags=sc.INTENDED_ORIGINAL_TAGS) == []
+        assert sc.validate_script(script.tagged_text, allowed_tags=slices.INTENDED_ORIGINAL_TAGS) == []
         assert vocab.strip_tags(script.tagged_text) != ""
 
 
@@ -92,10 +93,10 @@ def test_validation_rejects_each_kind_of_bad_script():
 
 def test_random_word_scripts_cannot_give_tags_away():
     plan = sc.generate_scripts(
-        300, LEARNING_TAGS, seed=2, composer=sc.compose_from_random_words,
+        300, LEARNING_TAGS, seed=2, composer=composers.compose_from_random_words,
         slice_fractions={"plain": 0.2, "light": 0.4, "moderate": 0.4}, min_support=10,
     )  # fmt: skip
-    bank = set(sc.neutral_words())
+    bank = set(composers.neutral_words())
     assert not any(vocab.is_known_tag(word) for word in bank)
     words_by_tag: dict[str, Counter] = {}
     for script in plan.scripts:
@@ -169,7 +170,7 @@ def test_llm_scripts_are_validated_retried_and_fall_back(monkeypatch):
     from evoxtral.data.generation.llm import LLMComposer
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    request = sc.ComposeRequest("voicemail", ["sighs", "laughs"], "light")
+    request = composers.ComposeRequest("voicemail", ["sighs", "laughs"], "light")
     server = _ChatServer(["[sighs] Hi [giggle snort] there.", "[sighs] Hi... it's ME. [laughs]"])
     composer = LLMComposer(server.url, "any-model", max_attempts=3)
     assert composer(request, random.Random(0)) == "[sighs] Hi... it's ME. [laughs]"

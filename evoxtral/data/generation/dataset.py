@@ -17,7 +17,7 @@ import datasets
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
 from evoxtral.data.generation.backends import SAMPLING_RATE
-from evoxtral.data.generation.scripts import SLICES, SPLITS
+from evoxtral.data.generation.slices import SLICES, SPLITS
 from evoxtral.scoring import tags as vocab
 
 LONG_CLIP_S = 30.0  # Voxtral reads audio in 30 s chunks: longer clips cost a second chunk

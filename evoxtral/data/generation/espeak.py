@@ -25,7 +25,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from evoxtral.data.generation.backends import SynthesisError, SynthesisRequest
-from evoxtral.data.generation.scripts import is_scoped
+from evoxtral.data.generation.slices import is_scoped
 from evoxtral.data.generation.sounds import SOUND_RECIPES, build_sound_clips
 from evoxtral.scoring import tags as vocab
 

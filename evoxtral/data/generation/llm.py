@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import random
 
-from evoxtral.data.generation.scripts import ComposeRequest, is_scoped, validate_script
+from evoxtral.data.generation.composers import ComposeRequest
+from evoxtral.data.generation.scripts import validate_script
+from evoxtral.data.generation.slices import is_scoped
 
 SYSTEM_PROMPT = (
     "You write short spoken scripts for the ElevenLabs v3 text-to-speech model. Audio tags are written in square "
@@ -44,7 +46,7 @@ def _clean(answer: str) -> str:
 
 
 class LLMComposer:
-    """A composer (see ``evoxtral.data.generation.scripts.Composer``) that asks an OpenAI-compatible endpoint."""
+    """A composer (see ``evoxtral.data.generation.composers.Composer``) that asks an OpenAI-compatible endpoint."""
 
     def __init__(
         self,

@@ -34,14 +34,9 @@ from evoxtral.data.generation.backends import (
     clip_key,
     synthesize_checked,
 )
+from evoxtral.data.generation.composers import COMPOSERS
 from evoxtral.data.generation.files import write_atomic
-from evoxtral.data.generation.scripts import (
-    COMPOSERS,
-    Script,
-    ScriptPlan,
-    generate_scripts,
-    load_scripts_file,
-)
+from evoxtral.data.generation.scripts import Script, ScriptPlan, generate_scripts, load_scripts_file
 
 # --- The script plan ------------------------------------------------------------------------------------------
 
