@@ -28,8 +28,8 @@ from evoxtral.model.loading import load_model_and_processor
 from evoxtral.model.lora import voxtral_lora_config
 from evoxtral.model.merge import main as merge_main
 from evoxtral.publishing.recipe import recipe_from_argv
-from evoxtral.training.lifecycle import last_complete_checkpoint
 from evoxtral.training.sft import build_sft_trainer, load_sft_model, prepare_sft_dataset
+from evoxtral.utils.checkpoints import last_complete_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RECIPE = REPO / "recipes" / "tiny" / "sft.yaml"

@@ -22,7 +22,7 @@ from evoxtral.fer.model import (
 from evoxtral.publishing.hub import push_folder_to_hub
 from evoxtral.publishing.model_card import write_fer_model_card
 from evoxtral.publishing.summaries import log_fer_summary
-from evoxtral.training.lifecycle import checkpoint_to_resume
+from evoxtral.utils.checkpoints import checkpoint_to_resume
 from evoxtral.utils.logging import setup_logging
 
 

@@ -27,7 +27,8 @@ from evoxtral.publishing.recipe import write_recipe
 from evoxtral.publishing.summaries import log_sft_summary
 from evoxtral.training.callbacks import GenerationEvalCallback
 from evoxtral.training.fast_paths import add_fast_path_columns, add_precomputed_features, precomputed_features_column
-from evoxtral.training.lifecycle import checkpoint_to_resume, end_trainer, logged_evaluations, save_final_model
+from evoxtral.training.lifecycle import end_trainer, logged_evaluations, save_final_model
+from evoxtral.utils.checkpoints import checkpoint_to_resume
 from evoxtral.utils.logging import get_logger, setup_logging
 
 logger = get_logger(__name__)

@@ -1,2 +1,2 @@
-"""What every stage shares and none owns: per-process logging, resumable JSONL files, number formatting, and the
-stage runner behind `make demo` and the learning check."""
+"""What every stage shares and none owns: per-process logging, resumable JSONL files, the checkpoint a Trainer run
+resumes from, number formatting, and the stage runner behind `make demo` and the learning check."""

@@ -30,7 +30,7 @@ from evoxtral.publishing.hub import push_folder_to_hub
 from evoxtral.publishing.model_card import key_settings, raft_card_section, write_model_card
 from evoxtral.publishing.recipe import write_recipe
 from evoxtral.publishing.summaries import format_selection_summary, log_raft_summary
-from evoxtral.training.lifecycle import checkpoint_to_resume, end_trainer, save_final_model
+from evoxtral.training.lifecycle import end_trainer, save_final_model
 from evoxtral.training.raft.sample_store import SCORED_DIR, sample_and_score
 from evoxtral.training.raft.selection import (
     SAMPLES_DATASET_DIR,
@@ -40,6 +40,7 @@ from evoxtral.training.raft.selection import (
     training_split,
 )
 from evoxtral.training.sft import load_sft_model, make_sft_trainer, prepare_sft_dataset
+from evoxtral.utils.checkpoints import checkpoint_to_resume
 from evoxtral.utils.logging import get_logger, setup_logging
 
 logger = get_logger(__name__)
