@@ -16,6 +16,7 @@ from evoxtral.utils.logging import get_logger
 from evoxtral.utils.stages import (
     Stage,
     accelerate_command,
+    data_stage,
     find_repo_root,
     python_command,
     relative_to_root,
@@ -47,14 +48,7 @@ def plan_demo(args: DemoArguments, root: Path, python: str = sys.executable) -> 
     launcher = ["--num_processes", str(args.num_processes)]
     models = ["base=evoxtral-tiny", f"sft=evoxtral-tiny+{paths['sft']}", f"raft=evoxtral-tiny+{paths['raft']}"]
     return [
-        Stage(
-            "data",
-            *python_command(python, "data_gen/generate.py", "--config", config["data"], "--output_dir", paths["data"]),
-            root / paths["data"],
-            ("dataset/dataset_dict.json", "summary.json"),
-            inputs=(root / config["data"],),
-            fresh_start=False,  # the generator reuses its clip cache and redoes only what the settings changed
-        ),
+        data_stage(python, root, config["data"], paths["data"]),
         Stage(
             "sft",
             *accelerate_command(python, launcher, "recipes/sft.py", "--config", config["sft"],

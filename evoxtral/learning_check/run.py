@@ -37,6 +37,7 @@ from evoxtral.utils.logging import get_logger
 from evoxtral.utils.stages import (
     Stage,
     accelerate_command,
+    data_stage,
     find_repo_root,
     python_command,
     read_json,
@@ -91,14 +92,7 @@ def plan_stages(args: LearningCheckArguments, root: Path, python: str = sys.exec
     }
     size_options = [item for option, value in sizes.items() if value is not None for item in (option, str(value))]
     return [
-        Stage(
-            "data",
-            *python_command(python, "data_gen/generate.py", "--config", config["data"], "--output_dir", str(paths["data"])),
-            root / paths["data"],
-            ("dataset/dataset_dict.json", "summary.json"),
-            inputs=(root / config["data"],),
-            fresh_start=False,  # the generator reuses its clip cache and redoes only what the settings changed
-        ),
+        data_stage(python, root, config["data"], str(paths["data"])),
         Stage(
             "model",
             *python_command(python, "-m", "evoxtral.model.tiny", "--output-dir", str(paths["model"]), "--preset", args.model_preset,

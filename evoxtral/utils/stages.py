@@ -83,6 +83,19 @@ def accelerate_command(python: str, launcher: Sequence[str], script: str, *optio
     return [python, "-m", "accelerate.commands.launch", *launch], shlex.join(["accelerate", "launch", *launch])
 
 
+def data_stage(python: str, root: Path, config: str, output_dir: str) -> Stage:
+    """The data generator as a stage: done once its dataset and summary exist. It reconciles its own outputs with
+    changed settings (clips are cached by content), so a changed config reruns it without removing its folder."""
+    return Stage(
+        "data",
+        *python_command(python, "data_gen/generate.py", "--config", config, "--output_dir", output_dir),
+        root / output_dir,
+        ("dataset/dataset_dict.json", "summary.json"),
+        inputs=(root / config,),
+        fresh_start=False,
+    )
+
+
 def run_logged(command: Sequence[str], log_path: Path, *, cwd: Path, env: Mapping[str, str]) -> int:
     """Run ``command``, showing its output (progress bars included) and appending it to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
