@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-from evoxtral.data.generation.composers import COMPOSERS
-from evoxtral.data.generation.slices import DEFAULT_SLICE_FRACTIONS, DOMAINS, SPLITS, TAG_SETS, resolve_tag_set
 from evoxtral.scoring.evoxtral_bench import PROTOCOLS
 from evoxtral.scoring.rewards import (
     DEFAULT_DROP_FRACTION,
@@ -308,6 +306,10 @@ class DemoArguments:
 # --- Data generation -------------------------------------------------------------------------------------------------
 
 
+# Where a data generation run's scripts come from: the two offline composers, an LLM, or a file.
+SCRIPT_SOURCES = ("templates", "random_words", "llm", "file")
+
+
 def _as_dict(value: dict | str | None) -> dict | None:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -333,7 +335,7 @@ class DataGenArguments:
     )
     min_support: int = field(default=1, metadata={"help": "Minimum occurrences of every tag in every split."})
     slice_fractions: dict | str | None = field(default=None, metadata={"help": "JSON; default: the original mix."})
-    domains: list[str] = field(default_factory=lambda: list(DOMAINS))
+    domains: list[str] | None = field(default=None, metadata={"help": "Domains of the scripts; default: all."})
     split_ratios: dict | str | None = field(default=None, metadata={"help": "JSON; default 80/10/10."})
     llm_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint for llm scripts."})
     llm_model: str | None = None
@@ -362,22 +364,17 @@ class DataGenArguments:
     dry_run: bool = field(default=False, metadata={"help": "Write the folder a push would upload, push nothing."})
 
     def __post_init__(self):
-        self.slice_fractions = _as_dict(self.slice_fractions) or dict(DEFAULT_SLICE_FRACTIONS)
-        self.split_ratios = _as_dict(self.split_ratios) or dict(zip(SPLITS, (0.8, 0.1, 0.1)))
+        self.slice_fractions = _as_dict(self.slice_fractions)
+        self.split_ratios = _as_dict(self.split_ratios)
         self.render_overrides = _as_dict(self.render_overrides) or {}
         if isinstance(self.tags, str):
             self.tags = [self.tags]
-        if self.script_source not in (*COMPOSERS, "llm", "file"):
+        if self.script_source not in SCRIPT_SOURCES:
             raise ValueError(f"script_source {self.script_source!r}: use templates, random_words, llm or file")
         if self.script_source == "file" and not self.scripts_file:
             raise ValueError("script_source: file needs scripts_file")
         if self.push_to_hub and not self.hub_repo_id:
             raise ValueError("push_to_hub needs hub_repo_id")
-
-    @property
-    def tag_set(self) -> list[str]:
-        named = len(self.tags) == 1 and self.tags[0] in TAG_SETS
-        return resolve_tag_set(self.tags[0] if named else self.tags)
 
 
 # --- Facial emotion recognition --------------------------------------------------------------------------------------

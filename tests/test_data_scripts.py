@@ -185,3 +185,9 @@ def test_llm_scripts_are_validated_retried_and_fall_back(monkeypatch):
     assert all(sc.validate_script(s.tagged_text, expected_tags=s.tags) == [] for s in tagged)
     server.server.shutdown()
     stubborn.server.shutdown()
+
+
+def test_every_script_source_the_configs_accept_has_a_composer_or_a_loader():
+    from evoxtral.configs import SCRIPT_SOURCES
+
+    assert set(SCRIPT_SOURCES) == set(composers.COMPOSERS) | {"llm", "file"}

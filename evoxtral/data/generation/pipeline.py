@@ -37,16 +37,18 @@ from evoxtral.data.generation.backends import (
 from evoxtral.data.generation.composers import COMPOSERS
 from evoxtral.data.generation.files import write_atomic
 from evoxtral.data.generation.scripts import Script, ScriptPlan, generate_scripts, load_scripts_file
+from evoxtral.data.generation.slices import DEFAULT_SLICE_FRACTIONS, DEFAULT_SPLIT_RATIOS, DOMAINS, tag_set_for
 
 # --- The script plan ------------------------------------------------------------------------------------------
 
 
 def _plan_fingerprint(args: DataGenArguments) -> str:
-    shaping = {
-        key: getattr(args, key)
-        for key in ("seed", "script_source", "num_clips", "min_support", "slice_fractions", "domains", "split_ratios")
-    }
-    shaping["tags"] = args.tag_set
+    # the generator's defaults filled in, so a setting left unset and the same value written out agree
+    shaping = {key: getattr(args, key) for key in ("seed", "script_source", "num_clips", "min_support")}
+    shaping["slice_fractions"] = args.slice_fractions or dict(DEFAULT_SLICE_FRACTIONS)
+    shaping["domains"] = args.domains or list(DOMAINS)
+    shaping["split_ratios"] = args.split_ratios or dict(DEFAULT_SPLIT_RATIOS)
+    shaping["tags"] = tag_set_for(args.tags)
     if args.script_source == "file":
         shaping["scripts_file"] = hashlib.sha256(Path(args.scripts_file).read_bytes()).hexdigest()
     if args.script_source == "llm":
@@ -57,7 +59,7 @@ def _plan_fingerprint(args: DataGenArguments) -> str:
 def make_plan(args: DataGenArguments) -> ScriptPlan:
     if args.script_source == "file":
         return load_scripts_file(
-            args.scripts_file, seed=args.seed, split_ratios=args.split_ratios, tag_set=args.tag_set
+            args.scripts_file, seed=args.seed, split_ratios=args.split_ratios, tag_set=tag_set_for(args.tags)
         )
     if args.script_source == "llm":
         from evoxtral.data.generation.llm import LLMComposer
@@ -68,10 +70,10 @@ def make_plan(args: DataGenArguments) -> ScriptPlan:
         composer, source = COMPOSERS[args.script_source], "template"
     plan = generate_scripts(
         args.num_clips,
-        args.tag_set,
+        tag_set_for(args.tags),
         seed=args.seed,
         slice_fractions=args.slice_fractions,
-        domains=args.domains,
+        domains=args.domains or DOMAINS,
         split_ratios=args.split_ratios,
         min_support=args.min_support,
         composer=composer,
@@ -287,7 +289,9 @@ def run(args: DataGenArguments) -> RunSummary:
         summary.hours[split] = sum(ds["duration"]) / 3600
         summary.tag_counts[split] = dict(counts[split])
         summary.over_30s += sum(ds["over_30s"])
-        short = [f"{tag} {counts[split][tag]}" for tag in args.tag_set if counts[split][tag] < args.min_support]
+        short = [
+            f"{tag} {counts[split][tag]}" for tag in tag_set_for(args.tags) if counts[split][tag] < args.min_support
+        ]
         if short:
             summary.under_min_support.append(f"{split}: " + ", ".join(short))
     if args.dry_run or args.push_to_hub:

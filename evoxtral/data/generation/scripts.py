@@ -21,9 +21,9 @@ from pathlib import Path
 from evoxtral.data.generation.composers import Composer, ComposeRequest, compose_from_templates
 from evoxtral.data.generation.slices import (
     DEFAULT_SLICE_FRACTIONS,
+    DEFAULT_SPLIT_RATIOS,
     DOMAINS,
     SLICES,
-    SPLITS,
     is_scoped,
     resolve_tag_set,
     slice_for_tag_count,
@@ -211,7 +211,7 @@ def generate_scripts(
     rng.shuffle(slice_names)
     domain_names = domain_cycle[:num_clips]
     rng.shuffle(domain_names)
-    splits = stratified_split(slice_names, split_ratios or dict(zip(SPLITS, (0.8, 0.1, 0.1))), seed)
+    splits = stratified_split(slice_names, split_ratios or DEFAULT_SPLIT_RATIOS, seed)
     planned_tags: list[list[str]] = [[] for _ in range(num_clips)]
     for split in dict.fromkeys(splits):
         members = [i for i, name in enumerate(splits) if name == split]
@@ -281,7 +281,7 @@ def load_scripts_file(
             plan.rejected.append((where, "; ".join(problems)))
             continue
         kept.append((str(record.get("id", len(kept))), text, slice_name, str(domain)))
-    splits = stratified_split([k[2] for k in kept], split_ratios or dict(zip(SPLITS, (0.8, 0.1, 0.1))), seed)
+    splits = stratified_split([k[2] for k in kept], split_ratios or DEFAULT_SPLIT_RATIOS, seed)
     plan.scripts = [Script(i, text, s, d, split, "file") for (i, text, s, d), split in zip(kept, splits)]
     return plan
 

@@ -10,6 +10,7 @@ from evoxtral.data.generation.templates import DOMAIN_SENTENCES
 from evoxtral.scoring import tags as vocab
 
 SPLITS = ("train", "validation", "test")
+DEFAULT_SPLIT_RATIOS = dict(zip(SPLITS, (0.8, 0.1, 0.1)))
 DOMAINS = tuple(DOMAIN_SENTENCES)
 
 
@@ -74,3 +75,9 @@ def slice_for_tag_count(count: int) -> str:
         if not density.edge and density.min_tags <= count <= density.max_tags:
             return density.name
     return "dense"
+
+
+def tag_set_for(tags: Sequence[str]) -> list[str]:
+    """The tag set a run's ``tags`` setting names: one named set (``["original"]``) or a list of vocabulary tags."""
+    named = len(tags) == 1 and tags[0] in TAG_SETS
+    return resolve_tag_set(tags[0] if named else tags)
