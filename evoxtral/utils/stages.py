@@ -135,7 +135,7 @@ def stale_because(stage: Stage, earlier: Mapping[str, Stage], rebuilt: set[str])
         return None
     since = stage.started_after()
     changed = [name for name in stage.depends_on if earlier[name].finished_at() > since]
-    changed += [str(path) for path in stage.inputs if path.stat().st_mtime > since]
+    changed += [os.path.relpath(path) for path in stage.inputs if path.stat().st_mtime > since]
     return f"{', '.join(changed)} changed since it ran" if changed else None
 
 
