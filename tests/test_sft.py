@@ -281,3 +281,19 @@ def test_accelerate_configs_load(config):
 
     loaded = ClusterConfig.from_yaml_file(config)
     assert loaded.mixed_precision == "bf16" and loaded.num_processes >= 1
+
+
+def test_collator_settings_go_on_a_copy_and_a_recipe_that_set_them_is_warned(tmp_path, caplog):
+    import logging
+
+    from trl import SFTConfig
+
+    from evoxtral.training.sft import with_collator_settings
+
+    recipe = SFTConfig(output_dir=str(tmp_path), max_length=512, use_cpu=True, report_to="none")
+    with caplog.at_level(logging.WARNING):
+        trainer_args = with_collator_settings(recipe)
+    assert (trainer_args.max_length, trainer_args.remove_unused_columns) == (None, False)
+    assert trainer_args.dataset_kwargs == {"skip_prepare_dataset": True}
+    assert (recipe.max_length, recipe.remove_unused_columns, recipe.dataset_kwargs) == (512, True, None)
+    assert "max_length: 512 replaced by None" in caplog.text and "remove_unused_columns" not in caplog.text

@@ -8,13 +8,11 @@ trainable parameters; `lora_on_audio_encoder` reproduces it on purpose.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from peft import LoraConfig
 from trl import ModelConfig
 
-if TYPE_CHECKING:
-    from evoxtral.configs import VoxtralSFTArguments
+from evoxtral.configs import VoxtralSFTArguments
 
 LANGUAGE_MODEL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PROJECTOR_LORA_TARGETS = ["linear_1", "linear_2"]
