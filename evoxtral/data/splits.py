@@ -90,6 +90,27 @@ def load_training_splits(
     return train, datasets.concatenate_datasets(evaluations) if evaluations else None
 
 
+def load_training_rows(
+    script_args: ScriptArguments,
+    mixture: DatasetMixtureConfig | None = None,
+    seed: int = 0,
+    *,
+    audio_column: str,
+    text_column: str,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    with_eval: bool = True,
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The (train, eval) rows a training run (SFT, RAFT) reads: `load_training_splits`, then `prepare_rows` on
+    each split with its own limit."""
+    train, evaluation = load_training_splits(script_args, mixture, seed, with_eval=with_eval)
+    columns = {"audio_column": audio_column, "text_column": text_column}
+    train = prepare_rows(train, **columns, limit=max_train_samples)
+    if evaluation is not None:
+        evaluation = prepare_rows(evaluation, **columns, limit=max_eval_samples)
+    return train, evaluation
+
+
 def _sources(script_args: ScriptArguments, mixture: DatasetMixtureConfig | None) -> list[tuple]:
     """(path, split, columns, load_kwargs) of every dataset a run trains on."""
     if mixture is not None and mixture.datasets:

@@ -46,9 +46,14 @@ def add_fast_path_columns(
     model_args: ModelConfig,
     sft_args: VoxtralSFTArguments,
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """The columns the throughput options read: each row's length for a length-grouped sampler, and the frozen
-    audio encoder's output for `audio_encoder_cache` (which also lets the model take it in place of log-mel
-    features)."""
+    """The columns the throughput options read: log-mel features for `precompute_features`, each row's length for
+    a length-grouped sampler, and the frozen audio encoder's output for `audio_encoder_cache` (which also lets the
+    model take it in place of log-mel features)."""
+    num_proc = training_args.dataset_num_proc
+    train_dataset, eval_dataset = (
+        None if dataset is None else add_precomputed_features(dataset, sft_args, processor, num_proc)
+        for dataset in (train_dataset, eval_dataset)
+    )
     if training_args.train_sampling_strategy in LENGTH_GROUPED_SAMPLERS:
         collator = VoxtralTranscriptionCollator(
             processor, audio_column=sft_args.audio_column, text_column=sft_args.text_column, language=sft_args.language

@@ -17,7 +17,7 @@ from transformers import set_seed
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, SFTTrainer
 
 from evoxtral.configs import VoxtralSFTArguments
-from evoxtral.data.splits import load_training_splits, prepare_rows
+from evoxtral.data.splits import load_training_rows, prepare_rows
 from evoxtral.model.collator import VoxtralTranscriptionCollator
 from evoxtral.model.loading import load_model_and_processor
 from evoxtral.model.lora import voxtral_lora_config
@@ -65,7 +65,8 @@ def load_sft_model(
 def prepare_sft_dataset(
     dataset: datasets.Dataset, sft_args: VoxtralSFTArguments, processor, limit: int | None, num_proc: int | None
 ) -> datasets.Dataset:
-    """The rows SFT trains or evaluates on (see data.splits.prepare_rows), with log-mel features when asked."""
+    """Rows SFT trains or evaluates on (see data.splits.prepare_rows), with log-mel features when asked: what a RAFT
+    round trains on, once its targets are chosen."""
     dataset = prepare_rows(dataset, audio_column=sft_args.audio_column, text_column=sft_args.text_column, limit=limit)
     return add_precomputed_features(dataset, sft_args, processor, num_proc)
 
@@ -80,14 +81,18 @@ def build_sft_trainer(
     """Model, data, collator, LoRA and the generation-based evaluation, wired into TRL's SFTTrainer."""
     set_seed(training_args.seed)
     model, processor = load_sft_model(model_args, sft_args)
-    train_rows, eval_rows = load_training_splits(script_args, mixture, training_args.seed)
-    num_proc = training_args.dataset_num_proc
-    train_dataset = prepare_sft_dataset(train_rows, sft_args, processor, sft_args.max_train_samples, num_proc)
-    eval_dataset = None
-    if eval_rows is not None and training_args.eval_strategy != "no":
-        eval_dataset = prepare_sft_dataset(eval_rows, sft_args, processor, sft_args.max_eval_samples, num_proc)
+    train_rows, eval_rows = load_training_rows(
+        script_args,
+        mixture,
+        training_args.seed,
+        audio_column=sft_args.audio_column,
+        text_column=sft_args.text_column,
+        max_train_samples=sft_args.max_train_samples,
+        max_eval_samples=sft_args.max_eval_samples,
+        with_eval=training_args.eval_strategy != "no",
+    )
     train_dataset, eval_dataset = add_fast_path_columns(
-        train_dataset, eval_dataset, model, processor, training_args, model_args, sft_args
+        train_rows, eval_rows, model, processor, training_args, model_args, sft_args
     )
     return make_sft_trainer(
         model,

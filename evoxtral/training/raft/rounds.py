@@ -24,7 +24,7 @@ from transformers import set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from evoxtral.configs import RaftArguments, VoxtralSFTArguments
-from evoxtral.data.splits import clip_ids, decodable_clips, load_training_splits, prepare_rows
+from evoxtral.data.splits import clip_ids, decodable_clips, load_training_rows
 from evoxtral.model.lora import voxtral_lora_config
 from evoxtral.publishing.hub import push_folder_to_hub
 from evoxtral.publishing.model_card import key_settings, raft_card_section, write_model_card
@@ -170,20 +170,6 @@ def run_round(run: RaftRun, round_number: int, model_source: str, adapter: str |
     return summary, trainer
 
 
-def load_raft_rows(
-    raft_args: RaftArguments, training_args: SFTConfig, sft_args: VoxtralSFTArguments
-) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """The clips every round samples and trains on, and those evaluated during training (when it evaluates)."""
-    train_rows, eval_rows = load_training_splits(
-        raft_args, seed=training_args.seed, with_eval=training_args.eval_strategy != "no"
-    )
-    columns = {"audio_column": sft_args.audio_column, "text_column": sft_args.text_column}
-    train_rows = prepare_rows(train_rows, **columns, limit=sft_args.max_train_samples)
-    if eval_rows is not None:
-        eval_rows = prepare_rows(eval_rows, **columns, limit=sft_args.max_eval_samples)
-    return train_rows, eval_rows
-
-
 def run_raft(
     raft_args: RaftArguments,
     training_args: SFTConfig,
@@ -198,9 +184,16 @@ def run_raft(
         raise ValueError("RAFT continues a trained model: random_init does not apply")
     state = PartialState()
     set_seed(training_args.seed)
-    run = RaftRun(
-        raft_args, training_args, model_args, sft_args, *load_raft_rows(raft_args, training_args, sft_args), state
+    rows = load_training_rows(
+        raft_args,
+        seed=training_args.seed,
+        audio_column=sft_args.audio_column,
+        text_column=sft_args.text_column,
+        max_train_samples=sft_args.max_train_samples,
+        max_eval_samples=sft_args.max_eval_samples,
+        with_eval=training_args.eval_strategy != "no",
     )
+    run = RaftRun(raft_args, training_args, model_args, sft_args, *rows, state)
     output_dir = Path(training_args.output_dir)
     summaries, trainer = [], None
     model_source, adapter = model_args.model_name_or_path, raft_args.adapter
