@@ -256,14 +256,14 @@ def bad_inputs(speech):
         "temperature out of range": ({"file": ("a.wav", wav)}, {"temperature": "2"}, 400, "invalid_value"),
         "bad language": ({"file": ("a.wav", wav)}, {"language": "english!"}, 400, "invalid_language"),
         "word timestamps": ({"file": ("a.wav", wav)}, {"timestamp_granularities[]": "word"}, 400, "unsupported_value"),
-        "streaming": ({"file": ("a.wav", wav)}, {"stream": "true"}, 400, "unsupported_value"),
+        "bad num_speakers": ({"file": ("a.wav", wav)}, {"num_speakers": "0"}, 400, "invalid_value"),
     }
 
 
 BAD_INPUT_NAMES = [
     "empty file", "not audio", "truncated flac", "truncated header", "unsupported m4a", "zero-length audio",
     "silent audio", "too long", "missing file", "file as text field", "bad response_format",
-    "temperature not a number", "temperature out of range", "bad language", "word timestamps", "streaming",
+    "temperature not a number", "temperature out of range", "bad language", "word timestamps", "bad num_speakers",
 ]  # fmt: skip
 
 
