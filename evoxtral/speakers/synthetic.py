@@ -42,3 +42,55 @@ def espeak_dialogue(
 def _trimmed(audio: np.ndarray, floor: float = 1e-3) -> np.ndarray:
     loud = np.flatnonzero(np.abs(audio) > floor)
     return audio[loud[0] : loud[-1] + 1] if loud.size else audio
+
+
+# The set the speaker-count test's threshold was chosen on (bench/diarization.py): six voice pairs in four turns and
+# four single voices reading four sentences. The tests use other voices' pairings and other sentences.
+CALIBRATION_SENTENCES = (
+    "Hello there, how was your weekend at the lake?",
+    "It was lovely, we went swimming every single morning.",
+    "That sounds wonderful, I wish I had come along with you.",
+    "Next time you should, the cabin has plenty of room.",
+    "I will bring the fishing rods and some good books.",
+    "Perfect, and I will cook dinner on the first night.",
+    "Do you remember the storm we had last summer?",
+    "Of course, the power was out for two whole days.",
+)
+CALIBRATION_PAIRS = (
+    ("en-us+m3", "en-us+f2"), ("en+m1", "en-gb+f4"), ("en-us+m3", "en+m1"),
+    ("en-us+f2", "en+f3"), ("en-us+m7", "en-gb+f4"), ("en-us", "en-gb"),
+)  # fmt: skip
+CALIBRATION_SINGLES = ("en-us+m3", "en-us+f2", "en+m1", "en-gb+f4")
+
+
+@dataclass(frozen=True)
+class DialogueCase:
+    name: str
+    audio: np.ndarray
+    turns: list[SpokenTurn]
+
+    @property
+    def speakers(self) -> int:
+        return len({turn.speaker for turn in self.turns})
+
+
+def calibration_dialogues(gap_s: float = 0.8) -> list[DialogueCase]:
+    lines = CALIBRATION_SENTENCES
+    cases = []
+    for first, second in CALIBRATION_PAIRS:
+        script = [(first, lines[0]), (second, lines[1]), (first, lines[2]), (second, lines[3])]
+        cases.append(DialogueCase(f"{first} / {second}", *espeak_dialogue(script, gap_s)))
+    for voice in CALIBRATION_SINGLES:
+        cases.append(DialogueCase(voice, *espeak_dialogue([(voice, line) for line in lines[4:]], gap_s)))
+    return cases
+
+
+def largest_turn_change_error(spoken: Sequence[SpokenTurn], found_starts: Sequence[float]) -> float | None:
+    """Seconds between each true change of speaker and the nearest change found (the worst of them); None when
+    the dialogue has changes and none was found, 0.0 when it has none."""
+    changes = [turn.start for previous, turn in zip(spoken, spoken[1:]) if turn.speaker != previous.speaker]
+    if not changes:
+        return 0.0
+    if not found_starts:
+        return None
+    return max(min(abs(change - found) for found in found_starts) for change in changes)
