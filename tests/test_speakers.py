@@ -156,3 +156,30 @@ def test_a_diarizer_that_cannot_load_is_a_503_and_plain_transcription_keeps_work
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "diarizer_unavailable"
         assert "pip install pyannote.audio" in refused.json()["error"]["message"]
         assert test_client.post("/transcribe", files=files).status_code == 200
+
+
+def test_a_diarized_stream_names_each_deltas_segment_and_sends_each_segment_with_its_speaker(client, dialogue):
+    import json
+
+    audio, _ = dialogue
+    files = {"file": ("talk.wav", encode(audio, SAMPLING_RATE))}
+    data = {"stream": "true", "response_format": "diarized_json"}
+    with client.stream("POST", "/v1/audio/transcriptions", files=files, data=data) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    segments = [event for event in events if event["type"] == "transcript.text.segment"]
+    assert [segment["speaker"] for segment in segments] == ["Speaker 1", "Speaker 2", "Speaker 1", "Speaker 2"]
+    deltas = [event for event in events if event["type"] == "transcript.text.delta"]
+    assert [delta["segment_id"] for delta in deltas] == [segment["id"] for segment in segments]
+    assert events[-1]["type"] == "transcript.text.done"
+    assert events[-1]["text"] == " ".join(segment["text"] for segment in segments)
+
+
+def test_transcribe_with_speakers_needs_no_server(dialogue):
+    from evoxtral.serving import transcribe_with_speakers
+
+    audio, spoken = dialogue
+    segments = transcribe_with_speakers(audio, scripted_transcriber)
+    assert [segment.speaker for segment in segments] == ["Speaker 1", "Speaker 2", "Speaker 1", "Speaker 2"]
+    assert all(segment.text.startswith("[laughs] Words for") for segment in segments)
+    assert abs(segments[1].start - spoken[1].start) < 0.5

@@ -79,13 +79,9 @@ class BatchGenerationObserver(BaseStreamer, LogitsProcessor):
     def _emit(self, row: int, final: bool) -> None:
         """Send the text the row has grown by. Mid-stream, trailing whitespace and an unfinished multi-byte
         character are held back, so the pieces join up to exactly the stripped final transcript."""
-        text = self.tokenizer.decode(self.token_ids[row], skip_special_tokens=True).lstrip()
-        if final:
-            text = text.rstrip()
-        elif text.endswith("\ufffd"):
+        text = self.tokenizer.decode(self.token_ids[row], skip_special_tokens=True).strip()
+        if not final and text.endswith("\ufffd"):
             return
-        else:
-            text = text.rstrip()
         sent = self._sent[row]
         if len(text) > len(sent) and text.startswith(sent):
             self._sent[row] = text
