@@ -120,12 +120,13 @@ demo: install
 learning-check: install
 	$(OFFLINE) $(PY) recipes/learning_check.py --scale $(SCALE)
 
-# Speed of the shared cores, each against a same-run baseline. The SFT and sampling benches run at Voxtral-Mini-3B
+# Speed of the shared cores, each against a same-run baseline (diarization: against transcription alone). The SFT and sampling benches run at Voxtral-Mini-3B
 # shapes on a GPU (random weights) and as a --tiny smoke check on a CPU; JSON reports in $(OUT)/bench.
 bench: install
 	$(OFFLINE) $(PY) bench/metrics_speed.py
 	$(OFFLINE) $(PY) bench/sft_throughput.py --output $(OUT)/bench/sft_throughput.json
 	$(OFFLINE) $(PY) bench/sample_throughput.py --output $(OUT)/bench/sample_throughput.json
+	$(OFFLINE) $(PY) bench/diarization.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -29,8 +29,10 @@ install_requires = [
 extras = {
     # The transcription API: silero-vad without its `audio` extra, which pins an old torchaudio.
     # OpenCV 5 dropped the Haar cascades (cv2.data.haarcascades) that FER face detection uses.
+    # librosa (MFCCs) + scikit-learn (clustering): the offline speaker diarizer. Optional diarizers, not installed:
+    # resemblyzer + webrtcvad-wheels (webrtcvad itself imports the removed pkg_resources), pyannote.audio + weights.
     "serve": ["fastapi", "uvicorn", "python-multipart", "silero-vad>=6", "onnxruntime>=1.20",
-              "opencv-python-headless>=4.9,<5", "pillow"],
+              "opencv-python-headless>=4.9,<5", "pillow", "librosa>=0.10", "scikit-learn>=1.3"],
     # ElevenLabs v3 speech; fastapi + uvicorn run the local stand-in of its API used to test that path offline.
     "data": ["elevenlabs>=2.78,<3", "httpx", "fastapi", "uvicorn"],
     "deepspeed": ["deepspeed>=0.19"],

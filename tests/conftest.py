@@ -3,9 +3,13 @@ dataset made by data_gen's offline pipeline, and synthetic audio."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import socket
+import threading
+import time
 
 # Before anything imports huggingface_hub, which reads these once.
 for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -81,3 +85,24 @@ def encode(samples: np.ndarray, sampling_rate: int, format: str = "WAV", subtype
     buffer = io.BytesIO()
     sf.write(buffer, samples, sampling_rate, format=format, subtype=subtype)
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """The app under uvicorn on a free loopback port, in a background thread."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=30))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -6,11 +6,8 @@ emotions) is checked exactly; the model-backed tests at the end run the built-in
 """
 
 import asyncio
-import contextlib
 import logging
-import socket
 import threading
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,8 +15,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import uvicorn
-from conftest import encode, tone
+from conftest import encode, live_server, tone
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
@@ -54,25 +50,6 @@ def speech_wav(speech):
 def client():
     with TestClient(create_app(ServeSettings(max_duration_s=60), transcriber=scripted_transcriber)) as test_client:
         yield test_client
-
-
-@contextlib.contextmanager
-def live_server(app):
-    """The app under uvicorn on a free loopback port, in a background thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=30))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def assert_error(response, status: int, code: str | None = None):
@@ -256,14 +233,14 @@ def bad_inputs(speech):
         "temperature out of range": ({"file": ("a.wav", wav)}, {"temperature": "2"}, 400, "invalid_value"),
         "bad language": ({"file": ("a.wav", wav)}, {"language": "english!"}, 400, "invalid_language"),
         "word timestamps": ({"file": ("a.wav", wav)}, {"timestamp_granularities[]": "word"}, 400, "unsupported_value"),
-        "streaming": ({"file": ("a.wav", wav)}, {"stream": "true"}, 400, "unsupported_value"),
+        "bad num_speakers": ({"file": ("a.wav", wav)}, {"num_speakers": "0"}, 400, "invalid_value"),
     }
 
 
 BAD_INPUT_NAMES = [
     "empty file", "not audio", "truncated flac", "truncated header", "unsupported m4a", "zero-length audio",
     "silent audio", "too long", "missing file", "file as text field", "bad response_format",
-    "temperature not a number", "temperature out of range", "bad language", "word timestamps", "streaming",
+    "temperature not a number", "temperature out of range", "bad language", "word timestamps", "bad num_speakers",
 ]  # fmt: skip
 
 

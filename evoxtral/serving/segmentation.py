@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 SAMPLING_RATE = 16000
+VAD_FRAME_SAMPLES = 512  # silero-vad scores one 32 ms frame at a time at 16 kHz
 # Below this peak amplitude (about -60 dBFS) a recording carries no usable signal at all.
 SILENCE_PEAK = 1e-3
 
@@ -29,6 +30,22 @@ class Segment:
     @property
     def end_s(self) -> float:
         return self.end / SAMPLING_RATE
+
+
+@dataclass(frozen=True)
+class SpeechAnalysis:
+    """One silero-vad pass over a recording: its speech runs, the segments the model gets, and the speech
+    probability of every 32 ms frame (what a segment's no-speech probability is read from)."""
+
+    runs: list[Segment]
+    segments: list[Segment]
+    frame_probabilities: np.ndarray
+
+    def no_speech_probability(self, start: int, end: int) -> float:
+        """1 - the mean speech probability of the frames in [start, end) samples."""
+        first, last = start // VAD_FRAME_SAMPLES, max(start // VAD_FRAME_SAMPLES + 1, -(-end // VAD_FRAME_SAMPLES))
+        frames = self.frame_probabilities[first:last]
+        return round(1.0 - float(frames.mean()), 4) if frames.size else 1.0
 
 
 def is_silent(audio: np.ndarray) -> bool:
@@ -63,25 +80,34 @@ class SpeechSegmenter:
     def __init__(self, max_segment_s: float = 30.0, merge_gap_s: float = 1.0, threshold: float = 0.5):
         # Importing silero_vad sets torch's global thread count to 1, which would slow the transcription model.
         threads = torch.get_num_threads()
-        from silero_vad import get_speech_timestamps_sequence, load_silero_vad
+        from silero_vad import load_silero_vad
+        from silero_vad.utils_vad import get_speech_timestamps_from_probs
 
         torch.set_num_threads(threads)
-        self._get_speech_timestamps = get_speech_timestamps_sequence
+        # The sequence model's probabilities, then silero's own run finder on them (what
+        # get_speech_timestamps_sequence does), so the probabilities stay at hand.
+        self._get_speech_timestamps_from_probs = get_speech_timestamps_from_probs
         self._model = load_silero_vad(sequence=True)
         self.max_segment_s = max_segment_s
         self.merge_gap_s = merge_gap_s
         self.threshold = threshold
 
-    def speech_runs(self, audio: np.ndarray) -> list[Segment]:
-        stamps = self._get_speech_timestamps(
-            np.ascontiguousarray(audio, dtype=np.float32),
-            self._model,
-            threshold=self.threshold,
+    def analyse(self, audio: np.ndarray) -> SpeechAnalysis:
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        probabilities = self._model.audio_forward(audio, sampling_rate=SAMPLING_RATE)
+        stamps = self._get_speech_timestamps_from_probs(
+            probabilities,
             sampling_rate=SAMPLING_RATE,
+            threshold=self.threshold,
             max_speech_duration_s=self.max_segment_s,
             speech_pad_ms=200,
+            audio_length_samples=audio.size,
         )
-        return [Segment(stamp["start"], stamp["end"]) for stamp in stamps]
+        runs = [Segment(stamp["start"], stamp["end"]) for stamp in stamps]
+        return SpeechAnalysis(runs, merge_speech_runs(runs, self.max_segment_s, self.merge_gap_s), probabilities)
+
+    def speech_runs(self, audio: np.ndarray) -> list[Segment]:
+        return self.analyse(audio).runs
 
     def __call__(self, audio: np.ndarray) -> list[Segment]:
-        return merge_speech_runs(self.speech_runs(audio), self.max_segment_s, self.merge_gap_s)
+        return self.analyse(audio).segments

@@ -44,6 +44,8 @@ HELP = {
     "max_wait_ms": "how long a batch waits to fill before it runs",
     "max_queue": "requests accepted at once; more get 503 + Retry-After",
     "max_new_tokens": "generation budget per segment",
+    "diarizer": "speaker diarization backend: mfcc (offline default), resemblyzer, pyannote, or module:attribute",
+    "max_speakers": "most speakers the diarizer will find when a request does not give the number",
     "routers": "extra routers to mount, comma-separated module:attribute",
     "fer_model": "facial emotion recognition: the ONNX export folder (recipes/fer_onnx.py); unset: POST /fer answers 503",
     "fer_model_file": "the ONNX file in that folder (model.onnx or model_quantized.onnx)",
@@ -71,6 +73,8 @@ class ServeSettings:
     max_wait_ms: float = 20.0
     max_queue: int = 64
     max_new_tokens: int = 512
+    diarizer: str = "mfcc"
+    max_speakers: int = 8
     routers: str = ""
     fer_model: str | None = None
     fer_model_file: str = "model.onnx"
@@ -80,7 +84,10 @@ class ServeSettings:
     api_key: str | None = field(default=None, repr=False)  # never printed
 
     def __post_init__(self):
-        positive = ("max_upload_mb", "max_duration_s", "max_segment_s", "max_batch", "max_queue", "max_new_tokens")
+        positive = (
+            "max_upload_mb", "max_duration_s", "max_segment_s", "max_batch", "max_queue", "max_new_tokens",
+            "max_speakers",
+        )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
