@@ -238,6 +238,21 @@ def emphasis_words(text: str) -> list[str]:
     return [word.lower() for word in _WORD_PATTERN.findall(strip_tags(text)) if is_emphasis_word(word)]
 
 
+def emphasis_spans(text: str) -> list[tuple[int, int]]:
+    """Character offsets (start, end) of the emphasised words in the tagged text itself, outside every tag: the
+    words `emphasis_words` returns, where they stand (what an editor highlights)."""
+    spans = []
+    cursor = 0
+    for match in [*TAG_PATTERN.finditer(text or ""), None]:
+        stop = match.start() if match else len(text or "")
+        for word in _WORD_PATTERN.finditer(text or "", cursor, stop):
+            if is_emphasis_word(word.group(0)):
+                spans.append((word.start(), word.end()))
+        if match:
+            cursor = match.end()
+    return spans
+
+
 def plain_text(text: str) -> str:
     """Readable plain transcript: tags removed, emphasis capitals turned back into normal casing."""
 

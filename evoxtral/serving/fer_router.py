@@ -47,7 +47,10 @@ class FerClassifierDependency:
 
     def __call__(self, request: Request = None) -> FerClassifier:
         settings = getattr(request.app.state, "settings", None) if request is not None else None
-        settings = settings or ServeSettings.from_env()
+        return self.for_settings(settings or ServeSettings.from_env())
+
+    def for_settings(self, settings: ServeSettings) -> FerClassifier:
+        """The classifier these settings name (loaded once), or a 503 APIError when none is configured."""
         if not settings.fer_model or not os.path.isdir(settings.fer_model):
             raise APIError(
                 503, "fer_not_configured", "Facial emotion recognition is not configured: set EVOXTRAL_FER_MODEL."

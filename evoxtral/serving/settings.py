@@ -136,9 +136,9 @@ def _parse(spec, raw: str):
         raise ValueError(f"{ENV_PREFIX}{spec.name.upper()}={raw!r} is not a valid {spec.type}") from error
 
 
-def build_parser(defaults: ServeSettings) -> argparse.ArgumentParser:
+def build_parser(defaults: ServeSettings, prog: str = "python -m serve") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m serve",
+        prog=prog,
         description=(
             "Expressive tagged transcription API (native and OpenAI-compatible). Every flag also reads an "
             f"{ENV_PREFIX}<FLAG> environment variable; the API key only comes from {API_KEY_ENV}."
@@ -157,7 +157,9 @@ def build_parser(defaults: ServeSettings) -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_cli(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> ServeSettings:
+def settings_from_cli(
+    argv: list[str] | None = None, environ: dict[str, str] | None = None, prog: str = "python -m serve"
+) -> ServeSettings:
     defaults = ServeSettings.from_env(environ)
-    arguments = build_parser(defaults).parse_args(argv)
+    arguments = build_parser(defaults, prog).parse_args(argv)
     return ServeSettings(**vars(arguments), api_key=defaults.api_key)
