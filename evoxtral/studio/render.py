@@ -62,6 +62,9 @@ STUDIO_CSS = """
 .evx-segment:hover { opacity: 1; outline: 2px solid #222; }
 .evx-axis { position: absolute; left: 0; bottom: 0; width: 100%; font-size: 0.7rem; color: #666; }
 .evx-axis span { position: absolute; transform: translateX(-50%); }
+.evx-status { padding: 0.4em 0.8em; border-radius: 6px; }
+.evx-ok { background: #eef6ee; color: #1e4d2b; }
+.evx-error { background: #fde0dd; color: #9b1c10; font-weight: 600; }
 """
 
 
