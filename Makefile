@@ -7,8 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 OUT ?= outputs
-EXTRAS ?= serve,data,fer,dev,deepspeed
-DEBIAN_PACKAGES := espeak-ng
+EXTRAS ?= serve,studio,data,fer,dev,deepspeed
+# chromium: the headless browser the studio's browser test drives (skipped with a reason where it is missing).
+DEBIAN_PACKAGES := espeak-ng chromium
 # The tests and the demo run on the built-in tiny model and never touch the Hub. Stage targets run offline when
 # their recipe, config or model is one of the built-in tiny ones; a real one may download models and data or push.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline
@@ -30,13 +31,13 @@ ONNX_VENV ?= .venv-onnx
 # make learning-check: tiny (CPU smoke check) or full (one GPU)
 SCALE ?= tiny
 
-.PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
+.PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve studio fer fer-onnx bench learning-check tiny-model clean
 
 help:
 	@echo "make demo        offline end-to-end run on the built-in tiny Voxtral (data -> SFT -> RAFT -> eval)"
 	@echo "make test        the test suite (CPU, offline)"
 	@echo "make install     create $(VENV) and install the project with extras [$(EXTRAS)]"
-	@echo "make data | sft | raft | eval | serve | fer | fer-onnx | bench | learning-check | lint"
+	@echo "make data | sft | raft | eval | serve | studio | fer | fer-onnx | bench | learning-check | lint"
 
 $(VENV)/.installed: setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,8 +80,8 @@ fer-onnx: install
 		--export_venv $(ONNX_VENV)
 
 lint: install
-	$(PY) -m ruff check evoxtral recipes data_gen metrics serve bench tests
-	$(PY) -m ruff format --check evoxtral recipes data_gen metrics serve bench tests
+	$(PY) -m ruff check evoxtral recipes data_gen metrics serve studio bench tests
+	$(PY) -m ruff format --check evoxtral recipes data_gen metrics serve studio bench tests
 
 quality: lint
 
@@ -95,6 +96,11 @@ sft: install
 
 serve: install
 	$(call offline_if_tiny,$(MODEL)) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
+
+# The Gradio studio on http://127.0.0.1:$(PORT), on the same model settings (and flags) as make serve.
+studio: install
+	$(call offline_if_tiny,$(MODEL)) GRADIO_ANALYTICS_ENABLED=False $(PY) -m studio --model $(MODEL) \
+		$(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
 
 # Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
 eval: install

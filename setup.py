@@ -38,7 +38,10 @@ extras = {
     "deepspeed": ["deepspeed>=0.19"],
     # onnx: onnxruntime's int8 quantiser reads and writes the graph with it.
     "fer": ["onnxruntime>=1.20", "onnx>=1.17", "opencv-python-headless>=4.9,<5", "scikit-image", "pillow"],
-    "dev": ["pytest", "pytest-timeout", "ruff", "httpx", "openai", "scikit-image"],
+    # The Gradio studio (studio/, evoxtral/studio); it runs on the serve extra's pipeline.
+    "studio": ["gradio>=6.31,<7"],
+    # playwright: drives Debian's chromium in the studio's browser test (no browser download).
+    "dev": ["pytest", "pytest-timeout", "ruff", "httpx", "openai", "scikit-image", "playwright>=1.65,<2"],
 }
 extras["all"] = sorted({dep for deps in extras.values() for dep in deps})
 

@@ -320,5 +320,4 @@ def launch_studio(settings: ServeSettings) -> None:
         server_port=settings.port,
         max_file_size=f"{settings.max_upload_mb:g}mb",
         show_error=False,
-        css=STUDIO_CSS,
     )
