@@ -99,7 +99,7 @@ def test_transcript_colours_every_tag_by_its_category_and_bolds_emphasis():
     ]
     assert re.findall(r'<strong class="evx-emphasis">(\w+)</strong>', page.split("</div>", 1)[1]) == ["REALLY"]
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page  # transcript text is escaped
-    assert '<span class="evx-speaker">Speaker 2:</span>' in page
+    assert '<span class="evx-speaker">Speaker 2:</span> ' in page
 
 
 def test_no_speech_says_so():
@@ -238,6 +238,31 @@ def test_unknown_model_and_language_are_refused(engine):
         engine.transcribe(SPEECH, model="other")
 
 
+def test_facial_emotion_without_a_configured_model_says_how_to_configure_it(engine):
+    with pytest.raises(StudioInputError, match="Facial emotion recognition is not configured: set EVOXTRAL_FER_MODEL"):
+        engine.classify_face(b"not used", "image/png", "face.png")
+
+
+def test_an_adapter_is_compared_with_its_own_base_on_the_same_segments(tiny_model_and_processor, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from evoxtral.model.loading import load_model_and_processor
+    from evoxtral.serving.transcriber import model_transcriber
+    from evoxtral.studio.engine import model_transcribers
+
+    model, _ = load_model_and_processor("evoxtral-tiny", trainable=True)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # non-zero: not a no-op
+    get_peft_model(model, lora).save_pretrained(tmp_path)
+    settings = ServeSettings(adapter=str(tmp_path), max_new_tokens=8)
+    transcribers = model_transcribers(settings)
+    assert list(transcribers) == ["model", "base"]
+    adapted, base = StudioEngine(settings, transcribers).compare(SPEECH, ("model", "base"))
+    plain = StudioEngine(settings, {"model": model_transcriber(*tiny_model_and_processor, 8)}).transcribe(SPEECH)
+    assert [(s.start, s.end) for s in adapted.segments] == [(s.start, s.end) for s in base.segments]
+    assert [s.text for s in base.segments] == [s.text for s in plain.segments]  # the adapter switched off
+    assert [s.text for s in adapted.segments] != [s.text for s in base.segments]
+
+
 # --- The app: the named API through the real gradio_client, with the tiny Voxtral ------------------------------
 
 
@@ -316,6 +341,7 @@ def test_the_page_transcribes_an_upload_plays_a_segment_edits_and_exports(browse
     page.goto(scripted_studio)
     page.locator("#evx-audio input[type=file]").set_input_files(str(SPEECH))
     page.locator("#evx-audio audio, #evx-audio [data-testid=waveform-Recording]").first.wait_for(timeout=30_000)
+    page.get_by_label("Label speakers (diarization)").check()
     page.click("#evx-transcribe")
     page.wait_for_selector("#evx-timeline .evx-segment", timeout=60_000)
 
@@ -323,8 +349,8 @@ def test_the_page_transcribes_an_upload_plays_a_segment_edits_and_exports(browse
     lines = page.locator("#evx-transcript .evx-line")
     assert lines.count() == 2
     assert (
-        lines.first.inner_text().split()
-        == "[nervous] Clip of 4.0 SECONDS [laughs nervously] ok [short pause] [zzz]".split()
+        lines.first.inner_text()
+        == "Speaker 1: [nervous] Clip of 4.0 SECONDS [laughs nervously] ok [short pause] [zzz]"
     )
     categories = page.locator("#evx-transcript .evx-line .evx-tag").evaluate_all(
         "els => els.map(e => e.dataset.category)"
@@ -336,6 +362,8 @@ def test_the_page_transcribes_an_upload_plays_a_segment_edits_and_exports(browse
     blocks = page.locator("#evx-timeline .evx-segment")
     assert blocks.count() == 2
     assert blocks.evaluate_all("els => els.map(e => e.dataset.emotion)") == ["joy", "joy"]
+    assert blocks.all_inner_texts() == ["joy · Speaker 1"] * 2  # one espeak-ng voice: one speaker
+    assert lines.first.inner_text().startswith("Speaker 1:")
     assert "2 segments from 7.5 s of audio" in page.inner_text("#evx-status")
     # A click on a block loads that segment into the player (4.0 s: the first phrase).
     blocks.first.click()
@@ -358,6 +386,7 @@ def test_the_page_transcribes_an_upload_plays_a_segment_edits_and_exports(browse
         timeout=30_000,
     )
     assert "Exported elevenlabs (2 segments)." in page.inner_text("#evx-status")
+    assert page.inner_text("#evx-export-preview").count("Speaker 1:") == 1  # one turn, one speaker line
     page.screenshot(path=str(shots / "studio_export.png"), full_page=True)
 
     # A file that is not audio: a readable message in the status line, no traceback, and the page keeps working.

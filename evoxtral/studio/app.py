@@ -148,23 +148,13 @@ def build_studio(engine: StudioEngine, title: str = "Evoxtral Studio") -> gr.Blo
         return str(path), path.read_text(encoding="utf-8"), _status(f"Exported {fmt} ({len(segments)} segments).")
 
     def compare(audio_path, left, right, language, progress=gr.Progress()):
-        audio = engine.decode(audio_path)
-        plan = engine.plan(audio)
-        views = []
-        for step, model in enumerate((left, right)):
-            segments = engine.transcribe_plan(
-                plan, model, _language(language),
-                lambda fraction, description, step=step: progress((step + fraction) / 2, desc=description),
-            )  # fmt: skip
-            views.append((transcript_html(segments), {row[0]: row[2] for row in tag_count_rows(segments)}))
-        tags = sorted(set(views[0][1]) | set(views[1][1]))
-        rows = [[tag, views[0][1].get(tag, 0), views[1][1].get(tag, 0)] for tag in tags]
-        return (
-            views[0][0],
-            views[1][0],
-            rows,
-            _status(f"Compared {left} and {right} on {len(plan.segments)} segments."),
+        results = engine.compare(
+            audio_path, (left, right), _language(language), lambda fraction, text: progress(fraction, desc=text)
         )
+        counts = [{row[0]: row[2] for row in tag_count_rows(result.segments)} for result in results]
+        rows = [[tag, counts[0].get(tag, 0), counts[1].get(tag, 0)] for tag in sorted(set(counts[0]) | set(counts[1]))]
+        summary = f"Compared {left} and {right} on the same {len(results[0].segments)} segments."
+        return transcript_html(results[0].segments), transcript_html(results[1].segments), rows, _status(summary)
 
     def facial_emotion(media_path, webcam_path, result: StudioResult | None):
         path = media_path or webcam_path

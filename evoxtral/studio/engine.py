@@ -153,6 +153,25 @@ class StudioEngine:
             audio, segments, model, language or self.settings.default_language, plan.diarization_method
         )
 
+    def compare(
+        self,
+        path: str | Path | None,
+        models: tuple[str, str],
+        language: str | None = None,
+        progress: ProgressCallback = _no_progress,
+    ) -> tuple[StudioResult, StudioResult]:
+        """The same clip through two models: decoded and segmented once, so both transcribe the same segments."""
+        audio = self.decode(path)
+        plan = self.plan(audio)
+        language = language or self.settings.default_language
+        results = []
+        for step, model in enumerate(models):
+            segments = self.transcribe_plan(
+                plan, model, language, lambda fraction, text, step=step: progress((step + fraction) / 2, text)
+            )
+            results.append(StudioResult(audio, segments, model, language))
+        return results[0], results[1]
+
 
 def model_transcribers(settings: ServeSettings) -> dict[str, Transcriber]:
     """The model the settings name, loaded once, as "model"; with an adapter also as "base", the same weights with

@@ -113,7 +113,7 @@ def transcript_html(segments: Sequence[TimedText]) -> str:
     """The whole transcript, one paragraph per segment (with its speaker when diarized)."""
     paragraphs = [
         f'<p class="evx-line" data-segment="{index}">'
-        + (f'<span class="evx-speaker">{html.escape(segment.speaker)}:</span>' if segment.speaker else "")
+        + (f'<span class="evx-speaker">{html.escape(segment.speaker)}:</span> ' if segment.speaker else "")
         + highlight_tagged_text(segment.text.strip())
         + "</p>"
         for index, segment in enumerate(segments)
