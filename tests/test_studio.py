@@ -67,6 +67,39 @@ def two_hour_flac(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def fer_export(tmp_path_factory) -> Path:
+    """A real ONNX facial-emotion folder (model.onnx, config.json, preprocessor_config.json) of a random MobileViT-XXS
+    with calibrated BatchNorm, exported with torch's own exporter: the project's Optimum export needs its own
+    environment (recipes/fer_onnx.py), and FerClassifier reads either."""
+    import torch
+
+    from evoxtral.fer.model import build_fer_model, build_image_processor, calibrate_batchnorm
+
+    folder = tmp_path_factory.mktemp("fer-onnx")
+    torch.manual_seed(0)
+    model = build_fer_model(None)
+    calibrate_batchnorm(model, [torch.randn(4, 3, 256, 256) for _ in range(2)])
+    model.eval()
+    torch.onnx.export(
+        model, (torch.randn(1, 3, 256, 256),), str(folder / "model.onnx"), input_names=["pixel_values"],
+        output_names=["logits"], dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+    )  # fmt: skip
+    model.config.save_pretrained(folder)
+    build_image_processor().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def face_png(tmp_path_factory) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("face") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
 # --- Views ------------------------------------------------------------------------------------------------------
 
 
@@ -243,6 +276,18 @@ def test_facial_emotion_without_a_configured_model_says_how_to_configure_it(engi
         engine.classify_face(b"not used", "image/png", "face.png")
 
 
+def test_facial_emotion_runs_the_configured_onnx_export_on_a_face(fer_export, face_png):
+    from evoxtral.fer.model import FER_LABELS
+
+    engine = StudioEngine(ServeSettings(fer_model=str(fer_export)), {"model": scripted_transcriber})
+    assert engine.fer_configured
+    answer = engine.classify_face(face_png.read_bytes(), "image/png", face_png.name)
+    assert answer["kind"] == "image" and answer["face_detected"] is True
+    assert answer["emotion"] in FER_LABELS and sum(answer["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(StudioInputError, match="not an image"):
+        engine.classify_face(b"plain text, no picture" * 10, "image/png", "x.png")
+
+
 def test_an_adapter_is_compared_with_its_own_base_on_the_same_segments(tiny_model_and_processor, tmp_path):
     from peft import LoraConfig, get_peft_model
 
@@ -304,10 +349,10 @@ def test_gradio_client_transcribes_through_the_named_endpoints(tiny_studio, tmp_
 
 
 @pytest.fixture(scope="module")
-def scripted_studio():
+def scripted_studio(fer_export):
     from evoxtral.studio.app import build_studio
 
-    app = build_studio(StudioEngine(ServeSettings(), {"model": scripted_transcriber}))
+    app = build_studio(StudioEngine(ServeSettings(fer_model=str(fer_export)), {"model": scripted_transcriber}))
     _, url, _ = app.queue().launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield url
@@ -335,7 +380,9 @@ def screenshot_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_page_transcribes_an_upload_plays_a_segment_edits_and_exports(browser, scripted_studio, tmp_path):
+def test_the_page_transcribes_an_upload_plays_a_segment_edits_and_exports(
+    browser, scripted_studio, face_png, tmp_path
+):
     shots = screenshot_dir(tmp_path)
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(scripted_studio)
@@ -407,4 +454,14 @@ def test_the_page_transcribes_an_upload_plays_a_segment_edits_and_exports(browse
     page.click("#evx-transcribe")
     page.wait_for_selector("#evx-status .evx-ok", timeout=60_000)
     assert page.locator("#evx-timeline .evx-segment").count() == 2
+
+    # Facial emotion next to the transcript: a photo through the configured ONNX export.
+    page.get_by_role("tab", name="Facial emotion").click()
+    page.locator("#evx-fer-file input[type=file]").set_input_files(str(face_png))
+    page.click("#evx-fer-run")
+    page.wait_for_function(
+        "() => document.querySelector('#evx-status').innerText.includes('Facial emotion (image)')", timeout=30_000
+    )
+    assert re.search(r'"face_detected"\s*:\s*true', page.inner_text("#evx-fer-result"))
+    page.screenshot(path=str(shots / "studio_fer.png"), full_page=True)
     page.close()

@@ -260,7 +260,9 @@ def build_studio(engine: StudioEngine, title: str = "Evoxtral Studio") -> gr.Blo
             with gr.Row():
                 face_media = gr.File(file_types=["image", "video"], label="Image or video", elem_id="evx-fer-file")
                 face_webcam = gr.Image(sources=["webcam"], type="filepath", label="Webcam")
-            face_button = gr.Button("Recognise facial emotion", interactive=engine.fer_configured)
+            face_button = gr.Button(
+                "Recognise facial emotion", interactive=engine.fer_configured, elem_id="evx-fer-run"
+            )
             face_result = gr.JSON(label="Facial emotion", elem_id="evx-fer-result")
 
         views = [transcript, counts, timeline, segment_choice, editor]
