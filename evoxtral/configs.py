@@ -41,6 +41,50 @@ FER_EXPORT_VENV = ".venv-onnx"
 
 
 @dataclass
+class WeightedDataset:
+    """One entry of a ``dataset_mixture`` (alignment-handbook's shape): a hub id or a ``save_to_disk`` folder, its
+    configuration and split, the columns kept, and ``weight``, the share of its rows that goes into the mixture
+    (0.5: half of them, drawn with the mixture's seed; above 1 rows repeat: 2.0 takes every row twice)."""
+
+    id: str
+    config: str | None = None
+    split: str = "train"
+    columns: list[str] | None = None
+    weight: float | None = None
+
+    def __post_init__(self):
+        if self.weight is not None and self.weight < 0:
+            raise ValueError(f"dataset_mixture: {self.id} has a negative weight {self.weight}")
+
+
+@dataclass
+class WeightedMixture:
+    """alignment-handbook's ``dataset_mixture``: ``datasets`` (WeightedDataset entries), ``seed`` (which rows a
+    weight below 1 draws, and the order of the mixture), ``test_split_size`` (hold out that share of the mixture for
+    evaluation; unset: each dataset's ``dataset_test_split`` where it has one)."""
+
+    datasets: list[WeightedDataset]
+    seed: int = 0
+    test_split_size: float | None = None
+
+    @classmethod
+    def from_config(cls, value: dict | str) -> WeightedMixture:
+        value = json.loads(value) if isinstance(value, str) else dict(value)
+        unknown = set(value) - {"datasets", "seed", "test_split_size"}
+        if unknown or not value.get("datasets"):
+            raise ValueError(
+                f"dataset_mixture takes datasets (a non-empty list), seed and test_split_size; got {sorted(value)}"
+            )
+        entries = []
+        for entry in value["datasets"]:
+            extra = set(entry) - {"id", "config", "split", "columns", "weight"}
+            if extra:
+                raise ValueError(f"dataset_mixture entry {entry}: unknown keys {sorted(extra)}")
+            entries.append(WeightedDataset(**entry))
+        return cls(entries, int(value.get("seed", 0)), value.get("test_split_size"))
+
+
+@dataclass
 class VoxtralSFTArguments:
     """Audio, data and model options of the Voxtral SFT recipe (TRL's own dataclasses hold the rest)."""
 
@@ -83,8 +127,17 @@ class VoxtralSFTArguments:
     auto_resume: bool = field(
         default=True, metadata={"help": "Continue from the last checkpoint in output_dir when there is one."}
     )
+    dataset_mixture: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Datasets mixed by weight, alignment-handbook's shape (JSON on the command line): {datasets: "
+            "[{id, config, split, columns, weight}], seed, test_split_size}; replaces dataset_name."
+        },
+    )
 
     def __post_init__(self):
+        if self.dataset_mixture is not None and not isinstance(self.dataset_mixture, WeightedMixture):
+            self.dataset_mixture = WeightedMixture.from_config(self.dataset_mixture)
         if self.audio_encoder_cache and self.lora_on_audio_encoder:
             raise ValueError(
                 "audio_encoder_cache needs a frozen audio encoder, and lora_on_audio_encoder trains it: its outputs "
@@ -308,6 +361,8 @@ class DemoArguments:
 
 # Where a data generation run's scripts come from: the two offline composers, an LLM, or a file.
 SCRIPT_SOURCES = ("templates", "random_words", "llm", "file")
+# Where its audio comes from: speech synthesised from scripts, or recordings that exist (a folder, a datasets dataset).
+DATA_SOURCES = ("synthesis", "audio_folder", "hub")
 
 
 def _as_dict(value: dict | str | None) -> dict | None:
@@ -322,8 +377,28 @@ class DataGenArguments:
     output_dir: str = field(default="outputs/data/tiny", metadata={"help": "Run folder (plan, dataset, hub folder)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Clip store; defaults to <output_dir>/clips."})
     seed: int = 0
+    source: str = field(
+        default="synthesis",
+        metadata={
+            "help": "synthesis (scripts -> speech) | audio_folder (recordings + metadata) | hub (a datasets dataset "
+            "with audio and text columns)."
+        },
+    )
 
-    # Scripts
+    # Recordings (source: audio_folder or hub)
+    audio_dir: str | None = field(default=None, metadata={"help": "audio_folder: the folder holding the audio."})
+    metadata_file: str | None = field(
+        default=None,
+        metadata={"help": "audio_folder: file_name + text records (.csv/.jsonl/.json) or `name: text` lines (.txt)."},
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "hub: a datasets id or a local dataset folder."})
+    dataset_config: str | None = field(default=None, metadata={"help": "hub: the dataset's configuration."})
+    dataset_splits: list[str] | None = field(default=None, metadata={"help": "hub: splits to take (default: all)."})
+    audio_column: str = field(default="audio", metadata={"help": "hub: the audio column."})
+    text_column: str = field(default="tagged_text", metadata={"help": "The transcript column (hub, audio_folder)."})
+    id_column: str = field(default="id", metadata={"help": "hub: the id column (row positions when absent)."})
+
+    # Scripts (source: synthesis)
     script_source: str = field(
         default="templates", metadata={"help": "templates | random_words | llm | file (see data_gen/README.md)."}
     )
@@ -369,6 +444,14 @@ class DataGenArguments:
         self.render_overrides = _as_dict(self.render_overrides) or {}
         if isinstance(self.tags, str):
             self.tags = [self.tags]
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"source {self.source!r}: use {', '.join(DATA_SOURCES)}")
+        if self.source == "audio_folder" and not self.audio_dir:
+            raise ValueError("source: audio_folder needs audio_dir")
+        if self.source == "hub" and not self.dataset_name:
+            raise ValueError("source: hub needs dataset_name")
+        if isinstance(self.dataset_splits, str):
+            self.dataset_splits = [self.dataset_splits]
         if self.script_source not in SCRIPT_SOURCES:
             raise ValueError(f"script_source {self.script_source!r}: use templates, random_words, llm or file")
         if self.script_source == "file" and not self.scripts_file:
