@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 OUT ?= outputs
 EXTRAS ?= serve,data,fer,dev,deepspeed
-DEBIAN_PACKAGES := espeak-ng
+DEBIAN_PACKAGES := espeak-ng asterisk-core-sounds-en-wav asterisk-core-sounds-en
 # The tests and the demo run on the built-in tiny model and never touch the Hub. Stage targets run offline when
 # their recipe, config or model is one of the built-in tiny ones; a real one may download models and data or push.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline

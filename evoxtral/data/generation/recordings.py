@@ -75,7 +75,7 @@ class RecordingSet:
         text = recording.tagged_text
         issues = malformed_issues(text)
         if issues:
-            self.rejected.append((recording.where, "; ".join(issue.detail for issue in issues)))
+            self.rejected.append((recording.where, f"{recording.id}: " + "; ".join(i.detail for i in issues)))
             self.rejected_reasons.update({issue.reason for issue in issues})
             return
         for issue in script_warnings(text, allowed_tags):
@@ -96,13 +96,13 @@ def find_metadata(audio_dir: Path) -> Path:
 
 def read_metadata(path: Path, text_column: str) -> list[tuple[str, dict | None]]:
     """(where, record) for each entry of a metadata file; ``None`` for a line that is not a record."""
-    suffixes = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    kind = (path.with_suffix("") if path.suffix == ".gz" else path).suffix.lower()
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     text = raw.decode("utf-8-sig")
-    if suffixes.endswith(".csv"):
+    if kind == ".csv":
         reader = csv.DictReader(io.StringIO(text))
         return [(f"{path.name}:{number}", row) for number, row in enumerate(reader, start=2)]
-    if suffixes.endswith(".jsonl"):
+    if kind == ".jsonl":
         entries = []
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
@@ -112,11 +112,11 @@ def read_metadata(path: Path, text_column: str) -> list[tuple[str, dict | None]]
                     record = None
                 entries.append((f"{path.name}:{number}", record if isinstance(record, dict) else None))
         return entries
-    if suffixes.endswith(".json"):
+    if kind == ".json":
         data = json.loads(text)
         data = data.get("data", data) if isinstance(data, dict) else data
         return [(f"{path.name}[{i}]", r if isinstance(r, dict) else None) for i, r in enumerate(data)]
-    if suffixes.endswith(".txt"):
+    if kind == ".txt":
         entries = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.lstrip().startswith(";"):
