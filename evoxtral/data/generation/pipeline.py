@@ -209,7 +209,7 @@ class RunSummary:
             lines.append(f"  tags outside the configured set (kept under their normalised names): {outside}")
         if self.warnings:
             reasons = ", ".join(f"{n} x {why}" for why, n in sorted(self.warning_reasons.items()))
-            lines.append(f"Kept with warnings: {len(self.warnings)} ({reasons})")
+            lines.append(f"Warnings on kept records: {len(self.warnings)} ({reasons})")
             lines += [f"  {where}: {what}" for where, what in self.warnings[:10]]
         if self.rejected_scripts:
             reasons = ", ".join(f"{n} x {why}" for why, n in sorted(self.rejected_reasons.items()))
