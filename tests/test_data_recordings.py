@@ -2,7 +2,10 @@
 weighted dataset mixtures, and the Asterisk prompts as a real-speech test set."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -176,7 +179,7 @@ def test_a_weighted_mixture_from_the_recipe_yaml_has_the_weighted_row_counts_exa
     not (ASTERISK_AUDIO.is_dir() and ASTERISK_TRANSCRIPTS.is_file()),
     reason="needs asterisk-core-sounds-en-wav and asterisk-core-sounds-en (make system-deps)",
 )
-def test_the_asterisk_prompts_build_a_real_speech_test_set(tmp_path):
+def test_the_asterisk_prompts_build_a_real_speech_test_set_the_eval_recipe_scores(tmp_path, tiny_model_dir):
     config = yaml.safe_load((REPO / "data_gen/configs/real_speech.yaml").read_text())
     summary = pipeline.run(DataGenArguments(**{**config, "output_dir": str(tmp_path / "run")}))
     test = datasets.load_from_disk(summary.dataset_path)["test"]
@@ -188,3 +191,18 @@ def test_the_asterisk_prompts_build_a_real_speech_test_set(tmp_path):
     row = test.cast_column("audio", datasets.Audio(decode=False))[test["id"].index("auth-thankyou")]
     assert row["id"] == "auth-thankyou" and row["tagged_text"] == "Thank you." and row["tags"] == []
     assert load_audio(row["audio"]["bytes"]).size == pytest.approx(row["duration"] * 16000, abs=2)
+
+    # the eval recipe scores a model on it (plain WER: the references carry no tags)
+    output_dir = tmp_path / "eval"
+    command = [
+        sys.executable, "recipes/eval.py", "--config", "recipes/tiny/eval_real_speech.yaml",
+        "--dataset", summary.dataset_path, "--output_dir", str(output_dir), "--max_samples", "4",
+        "--max_new_tokens", "4", "--batch_size", "4",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    scores = json.loads((output_dir / "metrics.json").read_text())["base"]["corpus"]
+    assert scores["num_samples"] == 4 and scores["wer"] > 0
+    predictions = [json.loads(line) for line in (output_dir / "predictions" / "base.jsonl").read_text().splitlines()]
+    assert [row["reference"] for row in predictions] == test["tagged_text"][:4]
