@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 OUT ?= outputs
-EXTRAS ?= serve,data,fer,dev,deepspeed
+EXTRAS ?= serve,data,fer,dev,deepspeed,demo
 DEBIAN_PACKAGES := espeak-ng
 # The tests and the demo run on the built-in tiny model and never touch the Hub. Stage targets run offline when
 # their recipe, config or model is one of the built-in tiny ones; a real one may download models and data or push.
