@@ -128,6 +128,7 @@ bench: install
 	$(OFFLINE) $(PY) bench/sft_throughput.py --output $(OUT)/bench/sft_throughput.json
 	$(OFFLINE) $(PY) bench/sample_throughput.py --output $(OUT)/bench/sample_throughput.json
 	$(OFFLINE) $(PY) bench/diarization.py
+	$(OFFLINE) $(PY) bench/input_pipeline.py --output $(OUT)/bench/input_pipeline.json
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

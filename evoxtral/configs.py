@@ -438,6 +438,13 @@ class DataGenArguments:
         default="templates", metadata={"help": "templates | random_words | llm | file (see data_gen/README.md)."}
     )
     scripts_file: str | None = field(default=None, metadata={"help": "JSON/JSONL records with tagged_text."})
+    word_bank_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "random_words: draw from the first N words of the neutral bank (a small vocabulary a small "
+            "model can learn to spell); default: all of it"
+        },
+    )
     num_clips: int = 96
     tags: list[str] = field(
         default_factory=lambda: ["original"],

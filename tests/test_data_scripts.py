@@ -231,3 +231,20 @@ def test_every_script_source_the_configs_accept_has_a_composer_or_a_loader():
     from evoxtral.configs import SCRIPT_SOURCES
 
     assert set(SCRIPT_SOURCES) == set(composers.COMPOSERS) | {"llm", "file"}
+
+
+def test_random_words_can_draw_from_a_small_bank():
+    import random
+
+    from evoxtral.data.generation.composers import ComposeRequest, compose_from_random_words, neutral_words
+
+    bank = set(neutral_words(12))
+    assert len(bank) == 12
+    request = ComposeRequest(domain="casual", tags=["whispers", "pause"], slice="light")
+    words = set()
+    for seed in range(30):
+        text = compose_from_random_words(request, random.Random(seed), word_bank_size=12)
+        words |= {word.strip(".").lower() for word in text.split() if not word.startswith("[")}
+    assert words <= bank and len(words) > 6
+    with pytest.raises(ValueError, match="word_bank_size"):
+        neutral_words(3)

@@ -10,6 +10,7 @@ The dataset is assembled from the plan and the store at the end.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -68,6 +69,8 @@ def make_plan(args: DataGenArguments) -> ScriptPlan:
         source = "llm"
     else:
         composer, source = COMPOSERS[args.script_source], "template"
+        if args.script_source == "random_words" and args.word_bank_size is not None:
+            composer = functools.partial(composer, word_bank_size=args.word_bank_size)
     plan = generate_scripts(
         args.num_clips,
         tag_set_for(args.tags),
