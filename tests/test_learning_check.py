@@ -154,6 +154,7 @@ def test_results_files(tmp_path):
         "own_tag_f1_min": 0.95,
         "own_every_tag_f1_min": 0.85,
         "other_tag_f1_max": 0.3,
+        "judge_raft_vs_sft": True,
     }
     for key, label in CONDITIONS.items():
         assert saved["overall"][key]["tag_f1"] == metrics[label]["corpus"]["tag_f1"]
@@ -179,9 +180,10 @@ def test_failing_verdict_lists_the_missed_checks():
 # --- Configs and stages --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("scale", [scale for scale in SCALES if scale != "cpu"])
 def test_stage_yamls_agree_with_the_orchestrator_paths(scale, monkeypatch):
-    """Each stage YAML run by hand writes and reads where the orchestrator puts things."""
+    """Each stage YAML run by hand writes and reads where the orchestrator puts things (the cpu scale runs the
+    demo's own recipes, which write where make demo puts things: see the next test)."""
     monkeypatch.chdir(ROOT)
     args = parse_learning_check_args(["--scale", scale])
     assert args.scale == scale and args.targets == Targets()
@@ -197,6 +199,28 @@ def test_stage_yamls_agree_with_the_orchestrator_paths(scale, monkeypatch):
     assert evaluation["models"] == [f"sft={paths['sft']}", f"raft={paths['raft']}"]
     assert evaluation["mismatched_audio_control"] and evaluation["split"] == "test"
     assert args.targets_expected == (scale == "full")
+
+
+def test_the_cpu_scale_is_the_demo_judged_by_its_own_targets(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = parse_learning_check_args(["--scale", "cpu"])
+    assert (args.sft_config, args.raft_config, args.eval_config) == (
+        "recipes/demo/sft.yaml", "recipes/demo/raft.yaml", "recipes/demo/eval.yaml",
+    )  # fmt: skip
+    assert args.data_config == "data_gen/configs/demo.yaml" and args.model_preset == "tiny-whisper"
+    assert args.targets_expected and args.targets == Targets(
+        own_wer_max=2.0, own_tag_f1_min=0.80, own_every_tag_f1_min=0.60, other_tag_f1_max=0.45, judge_raft_vs_sft=False
+    )
+    stages = {stage.name: stage for stage in plan_stages(args, ROOT, python="py")}
+    out = Path("outputs/learning_check/cpu")
+    for name, flags in {
+        "sft": ["--model_name_or_path", str(out / "model"), "--output_dir", str(out / "sft")],
+        "raft": ["--model_name_or_path", str(out / "sft"), "--output_dir", str(out / "raft")],
+        "eval": ["--models", f"sft={out / 'sft'}", "--output_dir", str(out / "eval")],
+    }.items():  # the orchestrator's paths override the demo's, so the two runs never share a folder
+        command = stages[name].command
+        assert all(command[command.index(flag) + 1] == value for flag, value in zip(flags[::2], flags[1::2]))
+    assert "--preset tiny-whisper" in stages["model"].shown
 
 
 def test_stage_commands_are_the_user_commands(monkeypatch):
