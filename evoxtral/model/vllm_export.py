@@ -88,7 +88,10 @@ NAME_RULES = [
         r"model\.audio_tower\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)",
         ENCODER + r".transformer.layers.\1.attention_norm.\2",
     ),
-    (r"model\.audio_tower\.layers\.(\d+)\.fc([12])\.(weight|bias)", ENCODER + r".transformer.layers.\1.feed_forward.w\2.\3"),
+    (
+        r"model\.audio_tower\.layers\.(\d+)\.fc([12])\.(weight|bias)",
+        ENCODER + r".transformer.layers.\1.feed_forward.w\2.\3",
+    ),
     (
         r"model\.audio_tower\.layers\.(\d+)\.final_layer_norm\.(weight|bias)",
         ENCODER + r".transformer.layers.\1.ffn_norm.\2",
@@ -140,8 +143,11 @@ def _inverse_rules() -> list[tuple[str, str]]:
         back_pattern = re.escape(replacement)
         for index, group in enumerate(groups, start=1):
             back_pattern = back_pattern.replace(re.escape(f"\\{index}"), f"({group})", 1)
-        back_replacement, counter = pattern, iter(range(1, len(groups) + 1))
-        back_replacement = re.sub(r"\((.*?)\)", lambda _: f"\\{next(counter)}", back_replacement).replace("\\.", ".")
+        # the pattern's literal pieces with its groups as back-references, in order
+        pieces = re.split(r"\(.*?\)", pattern)
+        back_replacement = "".join(
+            piece + (f"\\{number}" if number <= len(groups) else "") for number, piece in enumerate(pieces, start=1)
+        ).replace("\\.", ".")
         inverse.append((back_pattern, back_replacement))
     return inverse
 

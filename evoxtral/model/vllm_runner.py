@@ -223,15 +223,17 @@ def check_with_vllm(export, model_name_or_path: str, adapter: str | None, *, lan
     figures = {"load_seconds": round(result["load_seconds"], 1)}
     if export.lora_dir is None:
         served = top("base")
-        figures["max_abs_logprob_diff"] = max(abs(value - adapted[token]) for token, value in served.items())
+        figures["max_abs_logprob_diff"] = float(max(abs(value - adapted[token]) for token, value in served.items()))
     else:
         with model.disable_adapter() if isinstance(model, PeftModel) else contextlib.nullcontext():
             base_only = transformers_first_logprobs(model, processor, clip, language)
         served, unadapted = top("lora"), top("base")
         # vLLM without the LoRA is the exported base (the merged parts in it); transformers without the adapter is
         # the plain base, so the LoRA's effect is compared on the tokens where both sides report it.
-        figures["max_abs_logprob_diff"] = max(abs(value - adapted[token]) for token, value in served.items())
-        figures["lora_moves_vllm_by"] = max(abs(served[token] - unadapted[token]) for token in served.keys() & unadapted)
+        figures["max_abs_logprob_diff"] = float(max(abs(value - adapted[token]) for token, value in served.items()))
+        figures["lora_moves_vllm_by"] = float(
+            max(abs(served[token] - unadapted[token]) for token in served.keys() & unadapted)
+        )
         figures["adapter_moves_transformers_by"] = float(np.abs(adapted - base_only).max())
         if figures["lora_moves_vllm_by"] <= LOGPROB_TOLERANCE / 100:
             raise VllmExportError(f"vLLM's output does not change with the LoRA ({figures}): it would be a no-op")
