@@ -21,6 +21,9 @@ DATA_CONFIG ?= data_gen/configs/tiny.yaml
 MODEL ?= evoxtral-tiny
 ADAPTER ?=
 PORT ?= 8000
+# ENGINE=vllm: vLLM decodes behind the same API (started from $(VLLM_VENV) on port 8001, serving an export of MODEL
+# + ADAPTER); on a GPU machine point --vllm-url at your own vLLM server instead (serve/README.md).
+ENGINE ?= transformers
 # Facial emotion: the recipe, the checkpoint folder it writes (the export's input), the export and its own venv
 # (Optimum's exporter pins transformers < 4.58).
 FER_RECIPE ?= recipes/fer/tiny.yaml
@@ -42,6 +45,7 @@ help:
 	@echo "make test        the test suite (CPU, offline)"
 	@echo "make install     create $(VENV) and install the project with extras [$(EXTRAS)]"
 	@echo "make data | sft | raft | eval | serve | fer | fer-onnx | bench | learning-check | lint"
+	@echo "make test-vllm   vLLM parity tests in its own venv $(VLLM_VENV); make serve ENGINE=vllm serves through vLLM"
 
 $(VENV)/.installed: setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,7 +80,12 @@ tiny-model: install
 	$(OFFLINE) $(PY) -m evoxtral.model.tiny
 
 test: install
-	$(OFFLINE) $(PY) -m pytest -q tests
+	$(OFFLINE) $(PY) -m pytest -q -m "not vllm" tests
+
+# vLLM against transformers on a tiny Voxtral (builds $(VLLM_VENV) first, ~6 min once): the export round trip, the
+# export's check in vLLM, greedy parity for the base and a trained adapter, RAFT with sampler: vllm.
+test-vllm: install vllm-venv
+	$(OFFLINE) EVOXTRAL_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(PY) -m pytest -q tests/test_vllm_export.py tests/test_vllm.py
 
 # Offline by default (espeak-ng); DATA_CONFIG=data_gen/configs/evoxtral.yaml uses ElevenLabs v3 (ELEVENLABS_API_KEY).
 data: install
@@ -109,7 +118,9 @@ sft: install
 		recipes/sft.py --config $(RECIPE)
 
 serve: install
-	$(call offline_if_tiny,$(MODEL)) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
+	$(if $(filter vllm,$(ENGINE)),@$(MAKE) --no-print-directory vllm-venv)
+	$(call offline_if_tiny,$(MODEL)) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT) \
+		--engine $(ENGINE)
 
 # Evoxtral-Bench on $(EVAL_RECIPE): predictions, metrics.json, report.md (Tables 2 and 3) and per_tag_f1.png.
 eval: install
