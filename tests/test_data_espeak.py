@@ -79,6 +79,11 @@ def test_a_tag_without_rendering_is_an_error_not_silence(backend):
         script_to_ssml("Well [sighs] fine.", "en-us", renderings, backend.sound_paths)
     with pytest.raises(SynthesisError, match="no rendering"):
         script_to_ssml("[strong accent] fine.", "en-us", renderings, backend.sound_paths)
+    # a user's own script may carry any v3 tag: left unvoiced on request, a vocabulary tag without rendering still fails
+    ssml = script_to_ssml("[strong accent] fine.", "en-us", renderings, backend.sound_paths, skip_unknown_tags=True)
+    assert "accent" not in ssml and "fine." in ssml
+    with pytest.raises(SynthesisError, match="no rendering for \\[sighs\\]"):
+        script_to_ssml("Well [sighs] fine.", "en-us", renderings, backend.sound_paths, skip_unknown_tags=True)
 
 
 def test_render_overrides_are_checked():

@@ -111,7 +111,7 @@ def test_random_word_scripts_cannot_give_tags_away():
         assert len(counter) > 0.8 * len(bank), tag
 
 
-def test_scripts_file_reports_and_skips_bad_records(tmp_path):
+def test_scripts_file_keeps_every_well_formed_script_and_rejects_only_malformed_ones(tmp_path):
     path = tmp_path / "scripts.jsonl"
     records = [
         {"tagged_text": "[sighs] I can't believe it."},
@@ -120,18 +120,58 @@ def test_scripts_file_reports_and_skips_bad_records(tmp_path):
         {"tagged_text": "[sighs I can't believe it."},
         {"tagged_text": "[strong accent] Hello."},
         {"text": "no tagged_text here"},
-        {"tagged_text": "[sighs] one [laughs] two [gasps] three.", "slice": "light"},
+        {"tagged_text": "[sighs] one [laughs] two [gasps] three.", "slice": "light"},  # a label, kept as written
+        {"tagged_text": "Fine, let's go. [sad]"},
+        {"tagged_text": "[sighs] [laughs]"},
+        {"tagged_text": "   "},
+        {"tagged_text": "[confused] Wait, what? [scared] Oh no."},
     ]
     path.write_text("\n".join(json.dumps(r) for r in records) + "\nnot json\n")
-    plan = sc.load_scripts_file(path, seed=0)
-    assert len(plan.scripts) == 3 and len(plan.rejected) == 5
-    assert [s.slice for s in plan.scripts] == ["light", "plain", "moderate"]
-    reasons = " | ".join(why for _, why in plan.rejected)
-    for expected in ("never closed", "unknown tags", "no 'tagged_text'", "not JSON", "slice 'light'"):
-        assert expected in reasons
+    plan = sc.load_scripts_file(path, seed=0, tag_set="original")
+    kept = [s.tagged_text for s in plan.scripts]
+    assert kept == [records[i]["tagged_text"] for i in (0, 1, 2, 4, 6, 7, 10)]
+    assert [s.slice for s in plan.scripts] == ["light", "plain", "moderate", "light", "light", "light", "light"]
+    assert [where for where, _ in plan.rejected] == [f"scripts.jsonl:{n}" for n in (12, 4, 6, 9, 10)]
+    assert plan.rejected_reasons == {
+        "not JSON": 1, "unbalanced brackets": 1, "no tagged_text": 1, "no words to speak": 1, "empty script": 1,
+    }  # fmt: skip
+    assert plan.warning_reasons == {
+        sc.UNKNOWN_TAG: 1, sc.TRAILING_TAG: 1, sc.OUTSIDE_SET: 1,
+    }  # fmt: skip
+    warned = dict(plan.warnings)
+    assert "strong accent" in warned["scripts.jsonl:5"] and "[sad]" in warned["scripts.jsonl:8"]
+    assert "confused, scared" in warned["scripts.jsonl:11"]
     as_json = tmp_path / "scripts.json"
     as_json.write_text(json.dumps({"scripts": records}))
-    assert [s.tagged_text for s in sc.load_scripts_file(as_json).scripts] == [s.tagged_text for s in plan.scripts]
+    assert [s.tagged_text for s in sc.load_scripts_file(as_json).scripts] == kept
+
+
+def test_a_real_world_corpus_keeps_every_script_and_every_tag_type(tmp_path):
+    """Nine- and ten-tag scripts, emotion tags at the end, tags outside the set and the vocabulary: none dropped."""
+    rng = random.Random(0)
+    point_tags = ["laughs", "sighs", "gasps", "pause", "clears throat", "exhales"]
+    records = []
+    for index in range(60):
+        count = rng.choice([0, 3, 9, 10, 12])
+        words = [f"word{n}" for n in range(count + 4)]
+        pieces = []
+        for position, word in enumerate(words):
+            if position < count:
+                pieces.append(f"[{rng.choice(point_tags)}]")
+            pieces.append(word)
+        text = " ".join(pieces) + "."
+        text += [" [sad]", " [confused] really.", " [strong French accent] bonjour.", ""][index % 4]
+        records.append({"id": f"r{index:03d}", "tagged_text": text})
+    path = tmp_path / "corpus.json"
+    path.write_text(json.dumps(records))
+    plan = sc.load_scripts_file(path, seed=1, tag_set="original")
+    assert not plan.rejected and sorted(s.id for s in plan.scripts) == [r["id"] for r in records]
+    assert {s.tagged_text for s in plan.scripts} == {r["tagged_text"] for r in records}
+    in_file = Counter(tag for r in records for tag in vocab.tag_names(r["tagged_text"]))
+    assert Counter(tag for s in plan.scripts for tag in s.tags) == in_file
+    assert {"sad", "confused", "strong french accent"} <= set(in_file)
+    assert {s.slice for s in plan.scripts if len(s.tags) >= 9} == {"dense"}
+    assert plan.warning_reasons[sc.TRAILING_TAG] == 15 and plan.warning_reasons[sc.UNKNOWN_TAG] == 15
 
 
 class _ChatServer:
@@ -191,3 +231,20 @@ def test_every_script_source_the_configs_accept_has_a_composer_or_a_loader():
     from evoxtral.configs import SCRIPT_SOURCES
 
     assert set(SCRIPT_SOURCES) == set(composers.COMPOSERS) | {"llm", "file"}
+
+
+def test_random_words_can_draw_from_a_small_bank():
+    import random
+
+    from evoxtral.data.generation.composers import ComposeRequest, compose_from_random_words, neutral_words
+
+    bank = set(neutral_words(12))
+    assert len(bank) == 12
+    request = ComposeRequest(domain="casual", tags=["whispers", "pause"], slice="light")
+    words = set()
+    for seed in range(30):
+        text = compose_from_random_words(request, random.Random(seed), word_bank_size=12)
+        words |= {word.strip(".").lower() for word in text.split() if not word.startswith("[")}
+    assert words <= bank and len(words) > 6
+    with pytest.raises(ValueError, match="word_bank_size"):
+        neutral_words(3)

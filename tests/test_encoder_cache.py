@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from conftest import encode, noise_clip
@@ -12,6 +13,7 @@ from peft import LoraConfig, get_peft_model
 
 from evoxtral.model.collator import VoxtralTranscriptionCollator
 from evoxtral.model.encoder_cache import ENCODER_STATES_COLUMN, accept_audio_encoder_states, add_audio_encoder_states
+from evoxtral.utils.arrays import as_array
 
 # LoRA on the language model's attention and on the projector, none on the encoder (the recipe's default targets).
 LORA_TARGETS = (
@@ -77,7 +79,9 @@ def test_cached_states_give_the_same_loss_and_gradients_without_running_the_enco
 
 def test_float16_storage_stays_within_tolerance(table, lora_model, tiny_processor):
     with_states = add_audio_encoder_states(table, lora_model, tiny_processor, storage_dtype="float16")
-    assert with_states.features[ENCODER_STATES_COLUMN].dtype == "float16"  # half the disk of float32
+    stored = [as_array(row[ENCODER_STATES_COLUMN]) for row in with_states]
+    assert [array.dtype for array in stored] == [np.float16] * 3  # half the disk of float32
+    assert [array.shape for array in stored] == [(1, 1500, 64), (2, 1500, 64), (1, 1500, 64)]
     accept_audio_encoder_states(lora_model)
     live_loss, _ = loss_and_gradients(lora_model, VoxtralTranscriptionCollator(tiny_processor)(list(table)))
     collator = VoxtralTranscriptionCollator(tiny_processor, features_column=ENCODER_STATES_COLUMN)
@@ -93,4 +97,23 @@ def test_cache_key_follows_the_encoder_weights(table, lora_model, tiny_processor
         changed.get_base_model().model.audio_tower.layer_norm.bias.add_(0.5)
     recomputed = add_audio_encoder_states(table, changed, tiny_processor)
     assert recomputed._fingerprint != first._fingerprint
-    assert not (recomputed[0][ENCODER_STATES_COLUMN] == first[0][ENCODER_STATES_COLUMN]).all()
+    assert not (as_array(recomputed[0][ENCODER_STATES_COLUMN]) == as_array(first[0][ENCODER_STATES_COLUMN])).all()
+
+
+@pytest.mark.parametrize("storage_dtype", ["float32", "float16"])
+def test_array_rows_give_the_batches_the_list_rows_gave(table, lora_model, tiny_processor, storage_dtype):
+    """The `.npy` bytes column against the same states in an Array3D column read as nested lists (the old path)."""
+    with_states = add_audio_encoder_states(table, lora_model, tiny_processor, storage_dtype=storage_dtype)
+    states = [as_array(row[ENCODER_STATES_COLUMN]) for row in with_states]
+    as_lists = table.add_column(ENCODER_STATES_COLUMN, [array.tolist() for array in states]).cast_column(
+        ENCODER_STATES_COLUMN, datasets.Array3D(shape=(None, 1500, 64), dtype=storage_dtype)
+    )
+    assert isinstance(as_lists[0][ENCODER_STATES_COLUMN], list)
+    collator = VoxtralTranscriptionCollator(tiny_processor, features_column=ENCODER_STATES_COLUMN)
+    from_arrays, from_lists = collator(list(with_states)), collator(list(as_lists))
+    assert set(from_arrays) == set(from_lists)
+    for name in ("input_ids", "attention_mask", "labels"):
+        assert torch.equal(from_arrays[name], from_lists[name]), name
+    # Bit for bit: float16 values widen to float32 exactly, so the list path's float32 batch holds the same numbers.
+    assert from_arrays["input_features"].dtype == getattr(torch, storage_dtype)
+    assert torch.equal(from_arrays["input_features"].float(), from_lists["input_features"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from evoxtral.evaluation.decoding import MISMATCHED_SUFFIX, ModelSpec, mismatched_audio_order
+from evoxtral.evaluation.decoding import CHANCE_LABEL, MISMATCHED_SUFFIX, ModelSpec, mismatched_audio_order
 from evoxtral.evaluation.plots import plot_per_tag_f1
 from evoxtral.evaluation.report import render_core_table, render_per_tag_table, render_report
 from evoxtral.scoring.evoxtral_bench import compute_metrics
@@ -187,7 +187,8 @@ def test_eval_recipe_cli_on_the_tiny_model(tiny_model_dir, tiny_dataset, tmp_pat
     assert "Skipping clip clip3" in finished.stdout
     assert "Skipping model sft" in finished.stdout
     metrics = json.loads((output_dir / "metrics.json").read_text())
-    assert set(metrics) == {"base", "base" + MISMATCHED_SUFFIX}
+    assert set(metrics) == {"base", "base" + MISMATCHED_SUFFIX, CHANCE_LABEL}
+    assert metrics[CHANCE_LABEL]["corpus"]["num_samples"] == 4
     assert metrics["base"]["corpus"]["num_samples"] == 4 and "tag_f1_ci" in metrics["base"]["evoxtral"]
     lines = (output_dir / "predictions" / "base.other_audio.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
@@ -195,5 +196,17 @@ def test_eval_recipe_cli_on_the_tiny_model(tiny_model_dir, tiny_dataset, tmp_pat
     assert all(row["audio_id"] != row["id"] for row in rows)
     report = (output_dir / "report.md").read_text()
     assert "## Table 2: core metrics, protocol=corpus" in report and "## Control: own audio vs other audio" in report
+    assert "Chance level" in report
     assert (output_dir / "per_tag_f1.png").read_bytes()[:4] == b"\x89PNG"
     assert list(output_dir.glob("wandb/offline-run-*"))
+
+
+def test_chance_is_a_perfect_listener_under_the_control():
+    from evoxtral.evaluation.run import chance_metrics
+
+    references = ["[laughs] one two.", "[sighs] three four.", "[laughs] five six."]
+    order = [2, 0, 1]  # clip 0 hears clip 2's audio, and so on
+    scored = chance_metrics(references, order, ["corpus"], min_support=1)["corpus"]
+    # clip 0 gets "[laughs]" right from clip 2; clips 1 and 2 get the other tag: 1 of 3 tags matches
+    assert scored["tag_f1"] == pytest.approx(1 / 3)
+    assert chance_metrics(references, [0, 1, 2], ["corpus"], min_support=1)["corpus"]["tag_f1"] == 1.0

@@ -55,3 +55,31 @@ def test_k_copies_of_a_multi_chunk_clip_each_hear_the_whole_clip(tiny_model_and_
     single = [transcribe(model, processor, [clip], max_new_tokens=8, progress=False)[0] for clip in clips]
     copies = transcribe(model, processor, clips, max_new_tokens=8, num_return_sequences=2, progress=False)
     assert copies == [[text, text] for text in single]
+
+
+def test_shared_encoder_states_give_the_same_transcripts_and_run_the_encoder_once(tiny_model_and_processor):
+    from evoxtral.model.encoder_cache import SharedEncoderStates, audio_encoder
+
+    model, processor = tiny_model_and_processor
+    clips = [noise_clip(2.0, seed=6), noise_clip(33.0, seed=7), noise_clip(4.0, seed=8)]
+    live = transcribe(model, processor, clips, batch_size=2, max_new_tokens=6, progress=False)
+    shared = SharedEncoderStates(clips, batch_size=2)
+    calls = []
+    hook = audio_encoder(model).conv1.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        states = shared.states(model, processor)
+        assert [array.shape[0] for array in states] == [1, 2, 1]  # chunks per clip
+        cached = transcribe(
+            model, processor, clips, batch_size=2, max_new_tokens=6, progress=False, encoder_states=states
+        )
+        reordered = transcribe(
+            model, processor, clips[::-1], batch_size=2, max_new_tokens=6, progress=False,
+            encoder_states=shared.states(model, processor)[::-1],
+        )  # fmt: skip
+    finally:
+        hook.remove()
+    assert len(calls) == 2  # two batches of clips, once, for all three decodes
+    assert cached == live
+    assert reordered == live[::-1]
+    with pytest.raises(ValueError, match="encoder states for"):
+        transcribe(model, processor, clips, encoder_states=states[:2], progress=False)

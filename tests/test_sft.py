@@ -103,8 +103,9 @@ def test_splits_from_a_saved_dataset_and_mixtures(tiny_sft_dataset):
     train, _ = load_training_splits(script_args, DatasetMixtureConfig(datasets=sources), seed=0)
     test_ids = set(datasets.load_from_disk(tiny_sft_dataset)["test"]["id"])
     ids = train["id"]
-    assert len(ids) == len(set(ids)) < 32 + 4  # drawn by weight until the small one runs out: nothing repeated
-    assert test_ids <= set(ids) and set(ids) - test_ids  # both sources contribute
+    # TRL's rule: equal shares of the largest mixture that repeats no row, so the 4 test rows and 4 train rows
+    assert len(ids) == len(set(ids)) == 4 + 4
+    assert test_ids == set(ids[4:]) and len(set(ids[:4]) - test_ids) == 4
 
 
 def test_missing_columns_are_named(tiny_sft_dataset, tiny_processor):

@@ -66,3 +66,13 @@ def test_sft_throughput_tiny(evoxtral_cache, tmp_path, one_thread):
     assert rows["fast"]["settings"]["activation_checkpointing"] is False
     assert rows["fast"]["settings"]["train_sampling_strategy"] == "group_by_length"
     assert report["settings"]["mean_sequence_tokens"] > report["settings"]["prompt_tokens"] > 375
+
+
+def test_input_pipeline_tiny(evoxtral_cache, tmp_path, one_thread):
+    output = tmp_path / "input_pipeline.json"
+    report = load_bench("input_pipeline").main(["--tiny", "--workers", "0", "--output", str(output)])
+    assert json.loads(output.read_text()) == report
+    for cache in ("states", "log_mel"):
+        storages = report[cache]["storages"]
+        assert set(storages) == {"lists", "numpy", "npy"}
+        assert all(storages[storage]["0"] > 0 for storage in storages)

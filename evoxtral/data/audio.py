@@ -133,6 +133,13 @@ def decode_audio_value(value: Any, sampling_rate: int = SAMPLING_RATE) -> np.nda
     return load_audio(value, sampling_rate)
 
 
+def encode_wav(samples: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> bytes:
+    """16-bit PCM WAV bytes of mono samples: the form clips are stored in (datasets' Audio reads it back as is)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sampling_rate, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
 def num_chunks(num_samples: int) -> int:
     """Number of 30 s chunks Voxtral splits a clip into (at least one)."""
     return max(1, math.ceil(num_samples / CHUNK_SAMPLES))

@@ -16,6 +16,9 @@ from evoxtral.utils.jsonl import append_jsonl, read_jsonl, write_row
 
 # The label of a model's run on other clips' audio (the control), next to its own label.
 MISMATCHED_SUFFIX = " (other audio)"
+# metrics.json's entry for the control's floor: each clip's reference scored against the reference of the clip
+# whose audio the control gave it (what a model that hears perfectly scores there).
+CHANCE_LABEL = "chance" + MISMATCHED_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -66,16 +69,19 @@ def decode_predictions(
     batch_size: int,
     max_new_tokens: int,
     load,
+    encoder_states=None,
     **generate_kwargs,
 ) -> list[str]:
     """Transcribe ``audios`` (aligned with ``rows``) into ``path``, resuming it; ``load()`` gives (model, processor).
 
-    The model is loaded only when something is left to decode.
+    The model is loaded only when something is left to decode. encoder_states: ``(model, processor) -> states``
+    aligned with ``audios`` (the encoder then runs once per clip for every model that shares it).
     """
     done = _read_done(path, rows)
     if len(done) == len(rows):
         return [row["prediction"] for row in done]
     model, processor = load()
+    states = None if encoder_states is None else encoder_states(model, processor)
     with (
         append_jsonl(path) as out,
         tqdm(total=len(rows), initial=len(done), desc=spec.label, unit="clip") as bar,
@@ -84,7 +90,7 @@ def decode_predictions(
             batch = audios[start : start + batch_size]
             texts = inference.transcribe(
                 model, processor, batch, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=False,
-                **generate_kwargs,
+                encoder_states=None if states is None else states[start : start + batch_size], **generate_kwargs,
             )  # fmt: skip
             for row, text in zip(rows[start : start + batch_size], texts):
                 row = {**row, "prediction": text}

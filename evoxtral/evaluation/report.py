@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from evoxtral.evaluation.decoding import MISMATCHED_SUFFIX
+from evoxtral.evaluation.decoding import CHANCE_LABEL, MISMATCHED_SUFFIX
 from evoxtral.utils.formatting import percent
 
 # Table 2 rows, in the report's order: (key, title, lower is better, decimals in percent, protocols that have it)
@@ -115,13 +115,21 @@ def render_report(results: dict[str, dict[str, dict]], protocols: Sequence[str],
     for protocol in protocols:
         own = {label: value for label, value in results.items() if not label.endswith(MISMATCHED_SUFFIX)}
         sections += ["", f"## Table 3: per-tag F1, {protocol} protocol", "", render_per_tag_table(own, protocol)]
-    controls = [label for label in results if label.endswith(MISMATCHED_SUFFIX)]
+    controls = [label for label in results if label.endswith(MISMATCHED_SUFFIX) and label != CHANCE_LABEL]
     if controls:
         sections += ["", "## Control: own audio vs other audio", ""]
         sections += [
             "Each clip decoded from another clip's audio (a seeded derangement) and scored against its own "
             "reference. A model that listens loses most of its tag F1 here; what remains comes from text priors.",
         ]
+        chance = results.get(CHANCE_LABEL, {}).get(protocols[0])
+        if chance:
+            sections += [
+                "",
+                f"Chance level: the reference of the clip whose audio was given, scored against this clip's, has tag "
+                f"F1 {percent(chance['tag_f1'], 1)} and WER {percent(chance['wer'])} ({protocols[0]} protocol): what "
+                "a perfect listener scores in this control (row `chance (other audio)` in Table 2).",
+            ]
         for control in controls:
             label = control[: -len(MISMATCHED_SUFFIX)]
             pair = {label: results[label], control: results[control]}

@@ -7,14 +7,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from evoxtral.configs import EvalArguments
 from evoxtral.data.splits import clip_ids, decodable_clips, load_split
-from evoxtral.evaluation.decoding import MISMATCHED_SUFFIX, ModelSpec, decode_predictions, mismatched_audio_order
+from evoxtral.evaluation.decoding import (
+    CHANCE_LABEL,
+    MISMATCHED_SUFFIX,
+    ModelSpec,
+    decode_predictions,
+    mismatched_audio_order,
+)
 from evoxtral.evaluation.plots import plot_per_tag_f1
 from evoxtral.evaluation.report import PROTOCOL_TITLES, render_core_table, render_report
+from evoxtral.model.encoder_cache import SharedEncoderStates
 from evoxtral.model.loading import ModelLoadError, load_model_and_processor
 from evoxtral.scoring.evoxtral_bench import PROTOCOLS, compute_metrics
 from evoxtral.utils.logging import get_logger
@@ -74,7 +81,11 @@ def evaluation_clips(args: EvalArguments) -> tuple[list, list[str], list[str], l
 
 
 def evaluate_model(
-    args: EvalArguments, spec: ModelSpec, clips: tuple[list, list[str], list[str]], conditions: list[tuple]
+    args: EvalArguments,
+    spec: ModelSpec,
+    clips: tuple[list, list[str], list[str]],
+    conditions: list[tuple],
+    shared_states: SharedEncoderStates | None = None,
 ) -> Iterator[tuple[str, dict, list[dict]]]:
     """Decode (resuming) and score one model, condition by condition: (label, metrics by protocol, rows with
     predictions). The model is loaded only when a condition has clips left to decode, and freed at the end; a
@@ -94,14 +105,28 @@ def evaluate_model(
                  "adapter": spec.adapter}
                 for i, source in enumerate(order)
             ]  # fmt: skip
+            states = None
+            if shared_states is not None:
+                states = partial(_states_in_order, shared_states, order)
             predictions = decode_predictions(
                 spec, [audios[source] for source in order], rows, path, batch_size=args.batch_size,
-                max_new_tokens=args.max_new_tokens, load=load,
+                max_new_tokens=args.max_new_tokens, load=load, encoder_states=states,
             )  # fmt: skip
             metrics = score_predictions(predictions, references, args.protocols, **options)
             yield spec.label + suffix, metrics, [{**row, "prediction": text} for row, text in zip(rows, predictions)]
     finally:
         load.cache_clear()  # free this model before loading the next
+
+
+def _states_in_order(shared_states: SharedEncoderStates, order: list[int], model, processor) -> list:
+    states = shared_states.states(model, processor)
+    return [states[source] for source in order]
+
+
+def chance_metrics(references: list[str], order: list[int], protocols: Sequence[str], **options) -> dict[str, dict]:
+    """What a perfect listener scores under the mismatched-audio control: the reference of the clip whose audio it
+    was given, scored against this clip's reference (the chance overlap of two clips' tags and words)."""
+    return score_predictions([references[source] for source in order], references, protocols, **options)
 
 
 def run_evaluation(args: EvalArguments) -> dict[str, dict[str, dict]]:
@@ -117,9 +142,11 @@ def run_evaluation(args: EvalArguments) -> dict[str, dict[str, dict]]:
     if args.mismatched_audio_control:
         conditions.append((MISMATCHED_SUFFIX, ".other_audio", mismatched_audio_order(len(audios), args.seed)))
     results, predictions_by_label = {}, {}
+    shared_states = SharedEncoderStates(audios, batch_size=args.batch_size) if args.share_encoder_states else None
     for spec in specs:
         try:
-            for label, metrics, rows in evaluate_model(args, spec, (audios, ids, references), conditions):
+            clips = (audios, ids, references)
+            for label, metrics, rows in evaluate_model(args, spec, clips, conditions, shared_states):
                 results[label], predictions_by_label[label] = metrics, rows
         except ModelLoadError as error:
             if not args.skip_missing_models:
@@ -128,6 +155,9 @@ def run_evaluation(args: EvalArguments) -> dict[str, dict[str, dict]]:
             logger.warning("Skipping model %s: %s", spec.label, error)
     if not results:
         raise ValueError("no model could be evaluated: " + "; ".join(skipped))
+    if args.mismatched_audio_control:
+        options = {"collar": args.collar, "min_support": args.min_support, "bootstrap": 0, "seed": args.seed}
+        results[CHANCE_LABEL] = chance_metrics(references, conditions[-1][2], args.protocols, **options)
     write_evaluation(args, results, predictions_by_label, skipped)
     logger.info(
         "\nTable 2, %s\n\n%s\n\n%d clips x %d runs. Wrote %s/: predictions/*.jsonl, metrics.json, report.md, "

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import Array3D, Dataset
+from datasets import Dataset
 from transformers import VoxtralProcessor
 
 from evoxtral.data.audio import CHUNK_SAMPLES, SAMPLING_RATE, AudioDecodeError, decode_audio_value, num_chunks
+from evoxtral.utils.arrays import as_array, encode_array, npy_bytes_feature
 from evoxtral.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -115,7 +116,8 @@ class VoxtralTranscriptionCollator:
         batch = {
             "input_ids": self._pad(sequences, self.pad_token_id),
             "attention_mask": self._pad([[1] * len(ids) for ids in sequences], 0),
-            "input_features": torch.cat(features).to(torch.float32),
+            # Cached encoder states keep their storage dtype (the encoder casts them); log-mel features are float32.
+            "input_features": torch.cat(features),
         }
         if self.text_column is not None:
             labels = self._pad(label_sequences, IGNORE_INDEX)
@@ -126,7 +128,11 @@ class VoxtralTranscriptionCollator:
 
     def input_features(self, example: dict[str, Any]) -> torch.Tensor:
         if self.features_column is not None and example.get(self.features_column) is not None:
-            return torch.as_tensor(np.asarray(example[self.features_column], dtype=np.float32))
+            array = as_array(example[self.features_column])
+            if array.dtype not in (np.float16, np.float32):
+                array = array.astype(np.float32)
+            # from_numpy shares the (read-only) bytes; torch.cat in __call__ makes the batch's own copy.
+            return torch.from_numpy(array) if array.flags.writeable else torch.from_numpy(array.copy())
         audio = decode_audio_value(example[self.audio_column])
         return extract_input_features(self.processor.feature_extractor, audio, self.feature_device)
 
@@ -160,11 +166,9 @@ def add_input_features(
 ) -> Dataset:
     """Precompute `input_features` for every row (cached by `datasets` like any map).
 
-    Costs 1.5 MB of disk per 30 s chunk (float32), and saves the log-mel front end on every epoch. A clip that
-    does not decode gets no features; the collator then reports and skips it.
+    Stored as `.npy` bytes (evoxtral.utils.arrays), 1.5 MB of disk per 30 s chunk (float32); saves the log-mel
+    front end on every epoch. A clip that does not decode gets no features; the collator then reports and skips it.
     """
-    frames = processor.feature_extractor.nb_max_frames
-    features_type = Array3D(shape=(None, processor.feature_extractor.feature_size, frames), dtype="float32")
 
     def compute(example):
         try:
@@ -172,10 +176,10 @@ def add_input_features(
         except AudioDecodeError as error:
             logger.warning("No features for a row whose audio does not decode: %s", error)
             return {features_column: None}
-        return {features_column: extract_input_features(processor.feature_extractor, audio).numpy()}
+        return {features_column: encode_array(extract_input_features(processor.feature_extractor, audio).numpy())}
 
     new_features = dataset.features.copy()
-    new_features[features_column] = features_type
+    new_features[features_column] = npy_bytes_feature()
     return dataset.map(compute, features=new_features, num_proc=num_proc, desc="Log-mel features")
 
 

@@ -27,10 +27,11 @@ TEKKEN_FILE = "tekken.json"
 TOKENIZER_CONFIG = {"tokenizer_class": "MistralCommonBackend", "processor_class": "VoxtralProcessor"}
 
 
-def build_voxtral_processor(tekken_path: str | os.PathLike) -> VoxtralProcessor:
-    """Voxtral's processor: a Whisper log-mel front end (128 bins, 10 ms hop) and the Mistral tekken tokenizer."""
+def build_voxtral_processor(tekken_path: str | os.PathLike, num_mel_bins: int = 128) -> VoxtralProcessor:
+    """Voxtral's processor: a Whisper log-mel front end (128 bins, 10 ms hop; 80 for a Whisper tiny encoder) and
+    the Mistral tekken tokenizer."""
     feature_extractor = WhisperFeatureExtractor(
-        feature_size=128, sampling_rate=SAMPLING_RATE, hop_length=160, chunk_length=CHUNK_SECONDS, n_fft=400
+        feature_size=num_mel_bins, sampling_rate=SAMPLING_RATE, hop_length=160, chunk_length=CHUNK_SECONDS, n_fft=400
     )
     return VoxtralProcessor(feature_extractor, MistralCommonBackend(tokenizer_path=str(tekken_path)))
 

@@ -9,6 +9,11 @@ model's cost, so a 4,096-token vocabulary trains ~15x faster on CPU than the ful
 
     python -m evoxtral.model.tiny                         # build (or find) the cached evoxtral-tiny and print its path
     python -m evoxtral.model.tiny --output-dir D --preset small   # a larger from-scratch model for learning checks
+
+`evoxtral-tiny-whisper` (preset `tiny-whisper`) is the demo's model: the same random tiny language model, widened
+to 128, listening through Whisper tiny.en's pretrained encoder (evoxtral.model.whisper_encoder; 80 mel bins, so its
+processor's front end has 80 bins instead of Voxtral's 128). Everything else is Voxtral's contract: 30 s chunks,
+1,500 encoder frames, 4 frames joined into one audio token by the projector.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from transformers import GenerationConfig, VoxtralConfig, VoxtralForConditionalG
 
 from evoxtral.data.audio import CHUNK_SECONDS, SAMPLING_RATE
 from evoxtral.model.processor import TEKKEN_FILE, build_voxtral_processor, save_processor
+from evoxtral.model.whisper_encoder import WHISPER_TINY, load_whisper_tiny_encoder
 from evoxtral.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -35,6 +41,7 @@ logger = get_logger(__name__)
 TINY_MODEL_NAME = "evoxtral-tiny"
 # Bump when the builder's output changes, so caches made by older code are not reused.
 BUILD_VERSION = 1
+WHISPER_TINY_ENCODER = "whisper-tiny.en"
 
 NUM_SPECIAL_TOKENS = 1000
 NUM_BYTE_TOKENS = 256
@@ -76,15 +83,27 @@ VOXTRAL_AUDIO_SECTION = {
     "chunk_length_s": float(CHUNK_SECONDS),
 }
 
-# Named sizes. `small` (~35M parameters) is meant to be trained from scratch in learning checks.
+# Named sizes. `small` (~35M parameters) is meant to be trained from scratch in learning checks; `tiny-whisper`
+# takes its audio tower's shape and weights from Whisper tiny.en.
 PRESETS = {
     "tiny": dict(vocab_size=4096, text_layers=2, audio_layers=2, hidden_size=64, num_attention_heads=4),
     "small": dict(vocab_size=16384, text_layers=6, audio_layers=4, hidden_size=384, num_attention_heads=6),
+    "tiny-whisper": dict(
+        vocab_size=4096,
+        text_layers=2,
+        audio_layers=WHISPER_TINY["num_hidden_layers"],
+        hidden_size=128,
+        num_attention_heads=4,
+        audio_encoder=WHISPER_TINY_ENCODER,
+    ),
 }
-BUILT_IN_MODELS = {TINY_MODEL_NAME: "tiny", "evoxtral-small": "small"}
+BUILT_IN_MODELS = {TINY_MODEL_NAME: "tiny", "evoxtral-small": "small", "evoxtral-tiny-whisper": "tiny-whisper"}
+SIZE_OPTIONS = ("vocab_size", "text_layers", "audio_layers", "hidden_size", "num_attention_heads")
 
 
-def write_voxtral_tekken(path: str | os.PathLike, vocab_size: int = PRESETS["tiny"]["vocab_size"]) -> Path:
+def write_voxtral_tekken(
+    path: str | os.PathLike, vocab_size: int = PRESETS["tiny"]["vocab_size"], num_mel_bins: int = 128
+) -> Path:
     """Write Voxtral's tekken tokenizer (special tokens, audio section) cut to `vocab_size` ranks."""
     if not NUM_SPECIAL_TOKENS + NUM_BYTE_TOKENS <= vocab_size:
         raise ValueError(
@@ -109,7 +128,10 @@ def write_voxtral_tekken(path: str | os.PathLike, vocab_size: int = PRESETS["tin
         },
         "vocab": source["vocab"][:num_text_tokens],
         "special_tokens": special_tokens,
-        "audio": VOXTRAL_AUDIO_SECTION,
+        "audio": {
+            **VOXTRAL_AUDIO_SECTION,
+            "audio_encoding_config": {**VOXTRAL_AUDIO_SECTION["audio_encoding_config"], "num_mel_bins": num_mel_bins},
+        },
     }
     path = Path(path)
     path.write_text(json.dumps(tekken, ensure_ascii=False))
@@ -125,16 +147,28 @@ def tiny_voxtral_config(
     num_attention_heads: int,
     num_key_value_heads: int | None = None,
     max_position_embeddings: int = 32768,
+    audio_hidden_size: int | None = None,
+    audio_num_attention_heads: int | None = None,
+    num_mel_bins: int = 128,
 ) -> VoxtralConfig:
-    """A Voxtral config with the 3B's structure at any width/depth.
+    """A Voxtral config with the 3B's structure at any width/depth (the audio tower as wide as the text model
+    unless given its own width).
 
-    The encoder's intermediate size stays 4 x hidden: the projector joins 4 encoder frames into one audio token
-    by reshaping the encoder output to `intermediate_size` columns.
+    The encoder's intermediate size stays 4 x its hidden size: the projector joins 4 encoder frames into one audio
+    token by reshaping the encoder output to `intermediate_size` columns.
     """
     head_dim = hidden_size // num_attention_heads
     shared = dict(hidden_size=hidden_size, intermediate_size=4 * hidden_size, num_attention_heads=num_attention_heads)
+    audio_hidden_size = audio_hidden_size or hidden_size
+    audio_shape = dict(
+        hidden_size=audio_hidden_size,
+        intermediate_size=4 * audio_hidden_size,
+        num_attention_heads=audio_num_attention_heads or num_attention_heads,
+    )
     return VoxtralConfig(
-        audio_config=dict(model_type="voxtral_encoder", num_hidden_layers=audio_layers, num_mel_bins=128, **shared),
+        audio_config=dict(
+            model_type="voxtral_encoder", num_hidden_layers=audio_layers, num_mel_bins=num_mel_bins, **audio_shape
+        ),
         # A dict text_config is merged over the 3B defaults: everything that sets a shape is given here.
         text_config=dict(
             model_type="llama",
@@ -159,8 +193,20 @@ def build_tiny_voxtral(
     num_attention_heads: int = PRESETS["tiny"]["num_attention_heads"],
     num_key_value_heads: int | None = None,
     seed: int = 0,
+    audio_encoder: str | None = None,
 ) -> Path:
-    """Write a random-init Voxtral checkpoint folder (config, safetensors, processor) to `output_dir`."""
+    """Write a Voxtral checkpoint folder (config, safetensors, processor) to `output_dir`, every weight random
+    except, with `audio_encoder="whisper-tiny.en"`, the audio tower (Whisper tiny.en's encoder and front end)."""
+    if audio_encoder not in (None, WHISPER_TINY_ENCODER):
+        raise ValueError(f"audio_encoder must be None or {WHISPER_TINY_ENCODER!r}, got {audio_encoder!r}")
+    audio_shape = {}
+    if audio_encoder == WHISPER_TINY_ENCODER:
+        audio_layers = WHISPER_TINY["num_hidden_layers"]
+        audio_shape = dict(
+            audio_hidden_size=WHISPER_TINY["hidden_size"],
+            audio_num_attention_heads=WHISPER_TINY["num_attention_heads"],
+            num_mel_bins=WHISPER_TINY["num_mel_bins"],
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     config = tiny_voxtral_config(
@@ -170,13 +216,18 @@ def build_tiny_voxtral(
         hidden_size=hidden_size,
         num_attention_heads=num_attention_heads,
         num_key_value_heads=num_key_value_heads,
+        **audio_shape,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VoxtralForConditionalGeneration(config)
+    if audio_encoder == WHISPER_TINY_ENCODER:
+        load_whisper_tiny_encoder(model)
     model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=PAD_TOKEN_ID)
     model.save_pretrained(output_dir)
-    save_processor(build_voxtral_processor(write_voxtral_tekken(output_dir / TEKKEN_FILE, vocab_size)), output_dir)
+    num_mel_bins = config.audio_config.num_mel_bins
+    tekken = write_voxtral_tekken(output_dir / TEKKEN_FILE, vocab_size, num_mel_bins)
+    save_processor(build_voxtral_processor(tekken, num_mel_bins), output_dir)
     return output_dir
 
 
@@ -231,12 +282,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m evoxtral.model.tiny")
     parser.add_argument("--output-dir", help="where to write; default: the evoxtral-tiny cache ($EVOXTRAL_CACHE)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="named sizes (default: tiny)")
-    for option in ("vocab-size", "text-layers", "audio-layers", "hidden-size", "num-attention-heads"):
-        parser.add_argument(f"--{option}", type=int, help="overrides the preset")
+    for option in SIZE_OPTIONS:
+        parser.add_argument(f"--{option.replace('_', '-')}", type=int, help="overrides the preset")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sizes = dict(PRESETS[args.preset])
-    sizes.update({key: value for key in sizes if (value := getattr(args, key)) is not None})
+    sizes.update({key: value for key in SIZE_OPTIONS if (value := getattr(args, key)) is not None})
     if args.output_dir is None and (args.preset != "tiny" or sizes != PRESETS["tiny"] or args.seed != 0):
         parser.error("--output-dir is required when the sizes or seed differ from the cached evoxtral-tiny")
     if args.output_dir is None:

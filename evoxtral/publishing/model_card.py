@@ -37,6 +37,16 @@ def save_model_card(
     return path
 
 
+def describe_mixture(mixture) -> str:
+    """A weighted ``dataset_mixture`` in one line ("mixture: a (weight 0.5), b"), or "mixture" for TRL's list."""
+    if mixture is None:
+        return "mixture"
+    parts = [
+        entry.id + (f" (weight {entry.weight:g})" if entry.weight is not None else "") for entry in mixture.datasets
+    ]
+    return "mixture: " + ", ".join(parts)
+
+
 def key_settings(
     script_args: ScriptArguments,
     training_args: TrainingArguments,
@@ -51,7 +61,7 @@ def key_settings(
         method = "full fine-tuning" + (", audio encoder frozen" if sft_args.freeze_audio_encoder else "")
     return {
         "base model": model_args.model_name_or_path,
-        "dataset": script_args.dataset_name or "mixture",
+        "dataset": script_args.dataset_name or describe_mixture(sft_args.dataset_mixture),
         "method": method,
         "learning rate": f"{training_args.learning_rate:g}, {scheduler}, warmup {training_args.warmup_steps} steps",
         "batch": f"{training_args.per_device_train_batch_size} per device x "

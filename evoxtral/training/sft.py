@@ -90,6 +90,7 @@ def build_sft_trainer(
         max_train_samples=sft_args.max_train_samples,
         max_eval_samples=sft_args.max_eval_samples,
         with_eval=training_args.eval_strategy != "no",
+        weighted=sft_args.dataset_mixture,
     )
     train_dataset, eval_dataset = add_fast_path_columns(
         train_rows, eval_rows, model, processor, training_args, model_args, sft_args

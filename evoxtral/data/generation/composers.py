@@ -132,20 +132,28 @@ def compose_from_templates(
     return _join(words, placed, glue_back_to_back=request.edge and rng.random() < 0.5)
 
 
-def neutral_words() -> list[str]:
-    """Words for scripts whose text must not give a tag away: the neutral bank minus anything that names a tag."""
-    return [word for word in NEUTRAL_WORDS if not vocab.is_known_tag(word)]
+def neutral_words(size: int | None = None) -> list[str]:
+    """Words for scripts whose text must not give a tag away: the neutral bank minus anything that names a tag
+    (its first ``size`` words when given)."""
+    words = [word for word in NEUTRAL_WORDS if not vocab.is_known_tag(word)]
+    if size is not None and not 8 <= size <= len(words):
+        raise ValueError(f"word_bank_size must be between 8 and {len(words)}, got {size}")
+    return words[:size]
 
 
 def compose_from_random_words(
-    request: ComposeRequest, rng: random.Random, *, words_per_segment: tuple[int, int] = (3, 6)
+    request: ComposeRequest,
+    rng: random.Random,
+    *,
+    words_per_segment: tuple[int, int] = (3, 6),
+    word_bank_size: int | None = None,
 ) -> str:
     """A script of random neutral words: the tags can only be heard, never guessed from the text.
 
     Each scoped tag opens its own segment of words; untagged segments are mixed in so plain delivery is seen
     too; point tags fall on segment boundaries. Segments end with a full stop, which ends a scoped tag's reach.
     """
-    bank = neutral_words()
+    bank = neutral_words(word_bank_size)
     scoped = [t for t in request.tags if is_scoped(t)]
     n_plain = rng.randint(0 if scoped else 1, 1)
     openers = scoped + [None] * n_plain

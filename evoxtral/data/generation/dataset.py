@@ -98,8 +98,11 @@ def render_card(
     license: str,
     backend: str,
     description: str = "",
+    origin: str = "",
+    synthetic: bool = True,
 ) -> str:
-    """README.md for the dataset: YAML metadata (license, task, language, configs) and tag counts per split."""
+    """README.md for the dataset: YAML metadata (license, task, language, configs), where the audio and text came
+    from (``origin``), and tag counts per split."""
     counts = tag_counts_per_split(dataset)
     split_names = list(dataset)
     total = sum(len(ds) for ds in dataset.values())
@@ -109,7 +112,8 @@ def render_card(
         task_categories=["automatic-speech-recognition"],
         size_categories=[_size_category(total)],
         pretty_name=pretty_name,
-        tags=["expressive-transcription", "audio-tags", "elevenlabs-v3-tags", "synthetic", backend],
+        tags=["expressive-transcription", "audio-tags", "elevenlabs-v3-tags", "synthetic" if synthetic else "recorded"]
+        + [backend],
         configs=[
             {
                 "config_name": "default",
@@ -118,13 +122,17 @@ def render_card(
         ],
     )
     hours = {split: sum(ds["duration"]) / 3600 for split, ds in dataset.items()}
-    lines = [
-        f"# {pretty_name}",
-        "",
-        description
-        or "Synthetic speech with inline ElevenLabs v3 audio tags and CAPITALISED emphasis, for expressive "
-        "tagged transcription: the model hears the audio and writes the tagged text.",
-        "",
+    default_description = (
+        "Synthetic speech with inline ElevenLabs v3 audio tags and CAPITALISED emphasis, for expressive "
+        "tagged transcription: the model hears the audio and writes the tagged text."
+        if synthetic
+        else "Recorded speech with its transcripts (ElevenLabs v3 audio tags inline where the transcripts carry "
+        "them), in the schema of the Evoxtral recipes."
+    )
+    lines = [f"# {pretty_name}", "", description or default_description, ""]
+    if origin:
+        lines += [f"Source: {origin}.", ""]
+    lines += [
         "## Splits",
         "",
         "| split | clips | hours | clips over 30 s |",
@@ -150,7 +158,8 @@ def render_card(
         "(canonical names in order), `slice` (tag density), `domain`, `voice`, `backend`, `duration` (seconds), "
         "`over_30s` (longer than one Voxtral audio chunk).",
         "",
-        f"Speech backend: `{backend}`. Generated with `data_gen/generate.py` from the Evoxtral recipes.",
+        f"{'Speech backend' if synthetic else 'Audio'}: `{backend}`. Built with `data_gen/generate.py` from the "
+        "Evoxtral recipes.",
     ]
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n"))
 

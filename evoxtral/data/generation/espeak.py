@@ -167,9 +167,18 @@ def _speak_word(word: str, stammer: bool) -> str:
 
 
 def script_to_ssml(
-    text: str, voice: str, renderings: dict[str, TagRendering | None], sound_paths: dict[str, Path]
+    text: str,
+    voice: str,
+    renderings: dict[str, TagRendering | None],
+    sound_paths: dict[str, Path],
+    *,
+    skip_unknown_tags: bool = False,
 ) -> str:
-    """The SSML espeak-ng reads for one tagged script. Raises SynthesisError for a tag it cannot voice."""
+    """The SSML espeak-ng reads for one tagged script. Raises SynthesisError for a tag it cannot voice.
+
+    skip_unknown_tags: a tag outside the vocabulary (a user's own script may carry any ElevenLabs v3 tag) is left
+    unvoiced instead of failing the clip; the tag stays in the clip's text and the run reports it.
+    """
     pieces: list[str] = []
     group: list[str] = []  # words sharing the current style, wrapped together
     style, words_since_scoped, stammer_left = _Style(), 0, 0
@@ -192,6 +201,8 @@ def script_to_ssml(
         if span is None:
             break
         cursor = span.end
+        if skip_unknown_tags and not span.known:
+            continue
         rendering = renderings.get(span.name) if span.known else None
         if rendering is None:
             raise SynthesisError(f"espeak-ng has no rendering for [{span.raw}]")
@@ -246,8 +257,10 @@ class EspeakBackend:
         sounds_dir: str | Path = "outputs/cache/sounds",
         render_overrides: dict[str, dict] | None = None,
         concurrency: int = 2,
+        skip_unknown_tags: bool = False,
     ):
         self.voices = list(voices or DEFAULT_VOICES)
+        self.skip_unknown_tags = skip_unknown_tags
         self.concurrency = concurrency
         self.renderings = build_renderings(render_overrides)
         needed = sorted({r.sound for r in self.renderings.values() if r and r.kind == "sound"})
@@ -258,12 +271,22 @@ class EspeakBackend:
         return run_espeak(ssml, voice)
 
     def settings(self) -> dict:
-        return {
+        settings = {
             "renderings": {name: r and asdict(r) for name, r in self.renderings.items()},
             "sounds": {name: path.name for name, path in self.sound_paths.items()},
         }
+        if self.skip_unknown_tags:  # only when set, so the clip keys of existing stores stay valid
+            settings["skip_unknown_tags"] = True
+        return settings
 
     def synthesize(self, request: SynthesisRequest) -> bytes:
         return run_espeak(
-            script_to_ssml(request.text, request.voice, self.renderings, self.sound_paths), request.voice
+            script_to_ssml(
+                request.text,
+                request.voice,
+                self.renderings,
+                self.sound_paths,
+                skip_unknown_tags=self.skip_unknown_tags,
+            ),
+            request.voice,
         )

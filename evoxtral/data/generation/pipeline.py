@@ -10,8 +10,8 @@ The dataset is assembled from the plan and the store at the end.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import io
 import json
 import time
 from collections import Counter
@@ -19,11 +19,12 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import soundfile as sf
 from tqdm.auto import tqdm
 
 from evoxtral.configs import DataGenArguments
+from evoxtral.data.audio import encode_wav
 from evoxtral.data.generation import dataset as hub
+from evoxtral.data.generation import recordings
 from evoxtral.data.generation.backends import (
     SAMPLING_RATE,
     AudioCheck,
@@ -68,6 +69,8 @@ def make_plan(args: DataGenArguments) -> ScriptPlan:
         source = "llm"
     else:
         composer, source = COMPOSERS[args.script_source], "template"
+        if args.script_source == "random_words" and args.word_bank_size is not None:
+            composer = functools.partial(composer, word_bank_size=args.word_bank_size)
     plan = generate_scripts(
         args.num_clips,
         tag_set_for(args.tags),
@@ -91,11 +94,18 @@ def load_or_make_plan(args: DataGenArguments, output_dir: Path) -> ScriptPlan:
         meta = json.loads(meta_path.read_text())
         if meta.get("fingerprint") == fingerprint:
             scripts = [Script(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
-            return ScriptPlan(scripts, [tuple(r) for r in meta["rejected"]], meta["fallbacks"])
+            return ScriptPlan(
+                scripts, [tuple(r) for r in meta["rejected"]], meta["fallbacks"],
+                [tuple(w) for w in meta.get("warnings", [])], meta.get("rejected_reasons", {}),
+                meta.get("warning_reasons", {}),
+            )  # fmt: skip
     plan = make_plan(args)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(path, "".join(script.to_json() + "\n" for script in plan.scripts).encode("utf-8"))
-    meta = {"fingerprint": fingerprint, "rejected": plan.rejected, "fallbacks": plan.fallbacks}
+    meta = {
+        "fingerprint": fingerprint, "rejected": plan.rejected, "fallbacks": plan.fallbacks, "warnings": plan.warnings,
+        "rejected_reasons": plan.rejected_reasons, "warning_reasons": plan.warning_reasons,
+    }  # fmt: skip
     write_atomic(meta_path, json.dumps(meta).encode())
     return plan
 
@@ -125,9 +135,7 @@ class ClipStore:
     def put(self, key: str, audio, record: dict) -> dict:
         wav, meta = self._paths(key)
         wav.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        sf.write(buffer, audio, SAMPLING_RATE, subtype="PCM_16", format="WAV")
-        write_atomic(wav, buffer.getvalue())
+        write_atomic(wav, encode_wav(audio, SAMPLING_RATE))
         record = {**record, "key": key, "duration": round(audio.size / SAMPLING_RATE, 3)}
         write_atomic(meta, json.dumps(record, ensure_ascii=False).encode("utf-8"))
         return record
@@ -143,7 +151,9 @@ def make_backend(args: DataGenArguments, cache_dir: Path) -> SpeechBackend:
     if args.backend == "espeak":
         from evoxtral.data.generation.espeak import EspeakBackend
 
-        return EspeakBackend(args.voices, cache_dir / "sounds", args.render_overrides, args.concurrency)
+        # a user's own scripts may carry any ElevenLabs v3 tag: those outside the vocabulary stay in the text unvoiced
+        skip_unknown = args.script_source == "file"
+        return EspeakBackend(args.voices, cache_dir / "sounds", args.render_overrides, args.concurrency, skip_unknown)
     if args.backend == "elevenlabs":
         from evoxtral.data.generation.elevenlabs_backend import ElevenLabsBackend
 
@@ -157,13 +167,19 @@ def make_backend(args: DataGenArguments, cache_dir: Path) -> SpeechBackend:
 @dataclass
 class RunSummary:
     output_dir: str
+    origin: str = ""  # where the audio and text came from, in words (also on the card)
     clips: dict[str, int] = field(default_factory=dict)
     hours: dict[str, float] = field(default_factory=dict)
     tag_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     synthesized: int = 0
     reused: int = 0
-    failures: dict[str, str] = field(default_factory=dict)  # script id -> why
+    decoded: int = 0  # recordings read (source: audio_folder or hub)
+    failures: dict[str, str] = field(default_factory=dict)  # clip id -> why (synthesis failed, audio unreadable)
     rejected_scripts: list[tuple[str, str]] = field(default_factory=list)
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # kept scripts worth a look: (where, what)
+    warning_reasons: dict[str, int] = field(default_factory=dict)
+    tags_outside_set: dict[str, int] = field(default_factory=dict)  # kept tags the configured set does not name
     llm_fallbacks: int = 0
     over_30s: int = 0
     under_min_support: list[str] = field(default_factory=list)
@@ -174,9 +190,15 @@ class RunSummary:
 
     def render(self) -> str:
         total = sum(self.clips.values())
+        made = (
+            f"{self.decoded} recordings decoded"
+            if self.decoded
+            else f"{self.synthesized} synthesised, {self.reused} reused from the clip store"
+        )
         lines = [
-            f"Dataset: {total} clips, {sum(self.hours.values()):.3f} h in {self.seconds:.1f} s "
-            f"({self.synthesized} synthesised, {self.reused} reused from the clip store) -> {self.dataset_path}",
+            f"Dataset: {total} clips, {sum(self.hours.values()):.3f} h in {self.seconds:.1f} s ({made}) "
+            f"-> {self.dataset_path}",
+            f"  from {self.origin}",
         ]
         for split, count in self.clips.items():
             tags_text = ", ".join(f"{tag} {n}" for tag, n in sorted(self.tag_counts[split].items()))
@@ -185,15 +207,24 @@ class RunSummary:
             lines.append(f"  {self.over_30s} clips over 30 s (kept, flagged in over_30s)")
         if self.under_min_support:
             lines.append("  below min_support: " + "; ".join(self.under_min_support))
+        if self.tags_outside_set:
+            outside = ", ".join(f"{tag} {n}" for tag, n in sorted(self.tags_outside_set.items()))
+            lines.append(f"  tags outside the configured set (kept under their normalised names): {outside}")
+        if self.warnings:
+            reasons = ", ".join(f"{n} x {why}" for why, n in sorted(self.warning_reasons.items()))
+            lines.append(f"Warnings on kept records: {len(self.warnings)} ({reasons})")
+            lines += [f"  {where}: {what}" for where, what in self.warnings[:10]]
         if self.rejected_scripts:
-            lines.append(f"Rejected scripts: {len(self.rejected_scripts)}")
+            reasons = ", ".join(f"{n} x {why}" for why, n in sorted(self.rejected_reasons.items()))
+            lines.append(f"Rejected: {len(self.rejected_scripts)}" + (f" ({reasons})" if reasons else ""))
             lines += [f"  {where}: {why}" for where, why in self.rejected_scripts[:10]]
         if self.llm_fallbacks:
             lines.append(f"LLM scripts replaced by template scripts after failing validation: {self.llm_fallbacks}")
         if self.failures:
             reasons = Counter(why for why in self.failures.values())
-            lines.append(f"Failed clips: {len(self.failures)} (skipped; a rerun retries them)")
-            lines += [f"  {n} x {why}" for why, n in reasons.most_common()]
+            retried = "; a rerun retries them" if not self.decoded else ""
+            lines.append(f"Failed clips: {len(self.failures)} (skipped{retried})")
+            lines += [f"  {n} x {why}" for why, n in reasons.most_common(10)]
         if self.hub_folder:
             lines.append(f"Hub folder: {self.hub_folder}" + (f" -> pushed to {self.hub_url}" if self.hub_url else ""))
         return "\n".join(lines)
@@ -245,9 +276,8 @@ def synthesize_all(
     return made, failures
 
 
-def run(args: DataGenArguments) -> RunSummary:
-    started = time.perf_counter()
-    output_dir = Path(args.output_dir)
+def synthesized_rows(args: DataGenArguments, output_dir: Path, summary: RunSummary) -> list[hub.ClipRow]:
+    """source: synthesis. The plan's scripts spoken by the backend (clips already in the store reused)."""
     cache_dir = Path(args.cache_dir) if args.cache_dir else output_dir / "clips"
     plan = load_or_make_plan(args, output_dir)
     backend = make_backend(args, cache_dir)
@@ -274,28 +304,72 @@ def run(args: DataGenArguments) -> RunSummary:
                     request.voice, backend.name, record["duration"],
                 )
             )  # fmt: skip
+    scripts_from = f"`{args.scripts_file}`" if args.script_source == "file" else f"{args.script_source} scripts"
+    summary.origin = f"speech synthesised by `{backend.name}` from {scripts_from}"
+    summary.synthesized, summary.reused, summary.failures = made, len(rows) - made, failures
+    summary.rejected_scripts, summary.llm_fallbacks = plan.rejected, plan.fallbacks
+    summary.rejected_reasons, summary.warnings, summary.warning_reasons = (
+        plan.rejected_reasons, plan.warnings, plan.warning_reasons,
+    )  # fmt: skip
+    return rows
+
+
+def recorded_rows(args: DataGenArguments, summary: RunSummary) -> list[hub.ClipRow]:
+    """source: audio_folder or hub. Every listed recording whose transcript is well formed and whose audio decodes."""
+    allowed = tag_set_for(args.tags)
+    if args.source == "audio_folder":
+        found = recordings.list_audio_folder(
+            args.audio_dir, args.metadata_file, text_column=args.text_column, allowed_tags=allowed
+        )
+    else:
+        found = recordings.list_dataset(
+            args.dataset_name, config=args.dataset_config, splits=args.dataset_splits, audio_column=args.audio_column,
+            text_column=args.text_column, id_column=args.id_column, allowed_tags=allowed,
+        )  # fmt: skip
+    rows, failures = recordings.decode_recordings(
+        found, split_ratios=args.split_ratios, seed=args.seed, workers=args.concurrency
+    )
+    summary.origin, summary.decoded, summary.failures = found.origin, len(rows), failures
+    summary.rejected_scripts, summary.rejected_reasons = found.rejected, dict(found.rejected_reasons)
+    summary.warnings, summary.warning_reasons = found.warnings, dict(found.warning_reasons)
+    if failures:
+        summary.rejected_reasons[recordings.UNREADABLE] = len(failures)
+    return rows
+
+
+def run(args: DataGenArguments) -> RunSummary:
+    started = time.perf_counter()
+    output_dir = Path(args.output_dir)
+    summary = RunSummary(output_dir=str(output_dir))
+    synthesis = args.source == "synthesis"
+    rows = synthesized_rows(args, output_dir, summary) if synthesis else recorded_rows(args, summary)
     if not rows:
+        problems = "; ".join(sorted(set(summary.failures.values()))[:5]) or "; ".join(
+            f"{n} x {why}" for why, n in summary.rejected_reasons.items()
+        )
         raise RuntimeError(
-            f"no clip could be synthesised ({len(failures)} failures): " + "; ".join(set(failures.values()))
+            f"no clip could be {'synthesised' if synthesis else 'read'} ({problems or 'nothing listed'})"
         )
     dataset = hub.build_dataset_dict(rows)
-    summary = RunSummary(output_dir=str(output_dir), synthesized=made, failures=failures)
-    summary.reused = len(rows) - made
-    summary.rejected_scripts, summary.llm_fallbacks = plan.rejected, plan.fallbacks
     summary.dataset_path = str(hub.save_dataset(dataset, output_dir / "dataset"))
     counts = hub.tag_counts_per_split(dataset)
+    tag_set = tag_set_for(args.tags)
+    outside: Counter = Counter()
     for split, ds in dataset.items():
         summary.clips[split] = len(ds)
         summary.hours[split] = sum(ds["duration"]) / 3600
         summary.tag_counts[split] = dict(counts[split])
         summary.over_30s += sum(ds["over_30s"])
-        short = [
-            f"{tag} {counts[split][tag]}" for tag in tag_set_for(args.tags) if counts[split][tag] < args.min_support
-        ]
-        if short:
+        outside.update({tag: n for tag, n in counts[split].items() if tag not in tag_set})
+        short = [f"{tag} {counts[split][tag]}" for tag in tag_set if counts[split][tag] < args.min_support]
+        if short and synthesis:  # recordings carry the tags they carry: min_support is the generator's promise
             summary.under_min_support.append(f"{split}: " + ", ".join(short))
+    summary.tags_outside_set = dict(outside)
     if args.dry_run or args.push_to_hub:
-        card = hub.render_card(dataset, pretty_name=args.pretty_name, license=args.license, backend=backend.name)
+        card = hub.render_card(
+            dataset, pretty_name=args.pretty_name, license=args.license, backend=rows[0].backend,
+            origin=summary.origin, synthetic=synthesis,
+        )  # fmt: skip
         summary.hub_folder = str(hub.write_hub_folder(dataset, output_dir / "hub", card))
         if args.push_to_hub and not args.dry_run:
             summary.hub_url = hub.push_to_hub(summary.hub_folder, args.hub_repo_id, private=args.private)

@@ -48,6 +48,63 @@ class Script:
         return json.dumps(asdict(self), ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class ScriptIssue:
+    """One thing wrong with (or worth telling about) a script: a fixed ``reason`` the summary counts, and the
+    ``detail`` in words for this script."""
+
+    reason: str
+    detail: str
+
+
+# The only reasons a user's script is rejected: input that cannot become a clip. Everything else about a user's
+# script (its tag count, tags at either end, tags outside the configured set) is a warning and the script is kept.
+EMPTY, BRACKETS, EMPTY_TAG, NO_WORDS = "empty script", "unbalanced brackets", "empty tag", "no words to speak"
+# The warnings a kept file script can carry.
+TRAILING_TAG = "tag with no speech after it"
+OUTSIDE_SET = "tag outside the configured set"
+UNKNOWN_TAG = "tag outside the vocabulary"
+
+
+def malformed_issues(text: object) -> list[ScriptIssue]:
+    """Why a script cannot become a clip at all: no text, broken brackets, an empty tag, no words to speak."""
+    if not isinstance(text, str) or not text.strip():
+        return [ScriptIssue(EMPTY, "empty script")]
+    issues = [
+        ScriptIssue(EMPTY_TAG if error.startswith("empty tag") else BRACKETS, error)
+        for error in vocab.bracket_errors(text)
+    ]
+    if not vocab.strip_tags(text).strip():
+        issues.append(ScriptIssue(NO_WORDS, "no words to speak"))
+    return issues
+
+
+def _trailing_scoped_tag(text: str, spans: Sequence[vocab.TagSpan]) -> vocab.TagSpan | None:
+    last = spans[-1] if spans else None
+    if last is not None and last.known and is_scoped(last.name) and not text[last.end :].strip():
+        return last
+    return None
+
+
+def script_warnings(text: str, allowed_tags: Sequence[str] | None = None) -> list[ScriptIssue]:
+    """What a kept script does that a generated one never would: a scoped tag (emotion, delivery) at the very end
+    with no speech to colour (kept as written), tags outside ``allowed_tags``, tags outside the vocabulary (both kept
+    under their normalised names)."""
+    spans = vocab.extract_tags(text)
+    issues = []
+    trailing = _trailing_scoped_tag(text, spans)
+    if trailing is not None:
+        issues.append(ScriptIssue(TRAILING_TAG, f"[{trailing.raw}] ends the script: kept, with no speech to colour"))
+    unknown = sorted({span.name for span in spans if not span.known})
+    if unknown:
+        issues.append(ScriptIssue(UNKNOWN_TAG, "not vocabulary tags, kept: " + ", ".join(unknown)))
+    if allowed_tags is not None:
+        outside = sorted({span.name for span in spans if span.known} - set(allowed_tags))
+        if outside:
+            issues.append(ScriptIssue(OUTSIDE_SET, "outside the configured tags, kept: " + ", ".join(outside)))
+    return issues
+
+
 def validate_script(
     text: str,
     *,
@@ -55,15 +112,17 @@ def validate_script(
     expected_tags: Sequence[str] | None = None,
     slice_name: str | None = None,
 ) -> list[str]:
-    """Every problem with a script, in words; an empty list means the script is usable.
+    """Every problem with a generated script, in words; an empty list means the script is usable.
 
-    The one check every script source goes through: broken brackets, unknown tags, tags outside the configured
-    set, a tag multiset other than the one asked for, a tag count outside the slice's range, no words to speak,
-    and a scoped tag (emotion, delivery) with no speech after it to colour.
+    The strict check the generator's own scripts (templates, random words, an LLM's answers) go through: the
+    malformed cases of ``malformed_issues``, unknown tags, tags outside the configured set, a tag multiset other
+    than the one asked for, a tag count outside the slice's range, and a scoped tag (emotion, delivery) with no
+    speech after it to colour. A user's file is held to ``malformed_issues`` only (see ``load_scripts_file``).
     """
-    if not isinstance(text, str) or not text.strip():
+    malformed = malformed_issues(text)
+    if malformed and malformed[0].reason == EMPTY:
         return ["empty script"]
-    problems = list(vocab.bracket_errors(text))
+    problems = [issue.detail for issue in malformed if issue.reason != NO_WORDS]
     spans = vocab.extract_tags(text)
     unknown = [span.raw for span in spans if not span.known]
     if unknown:
@@ -85,10 +144,10 @@ def validate_script(
             problems.append(
                 f"slice {slice_name!r} takes {density.min_tags}-{density.max_tags} tags, found {len(spans)}"
             )
-    if not vocab.strip_tags(text).strip():
+    if any(issue.reason == NO_WORDS for issue in malformed):
         problems.append("no words to speak")
-    elif spans and spans[-1].known and is_scoped(spans[-1].name) and not text[spans[-1].end :].strip():
-        problems.append(f"[{spans[-1].raw}] ends the script: there is no speech for it to colour")
+    elif (trailing := _trailing_scoped_tag(text, spans)) is not None:
+        problems.append(f"[{trailing.raw}] ends the script: there is no speech for it to colour")
     return problems
 
 
@@ -177,6 +236,9 @@ class ScriptPlan:
     scripts: list[Script] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     fallbacks: int = 0  # LLM scripts that failed validation every time and were written from templates instead
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (where, what): kept scripts worth a look
+    rejected_reasons: dict[str, int] = field(default_factory=dict)  # reason -> records rejected for it
+    warning_reasons: dict[str, int] = field(default_factory=dict)  # reason -> kept scripts warned about it
 
 
 def generate_scripts(
@@ -244,45 +306,57 @@ def load_scripts_file(
     split_ratios: dict[str, float] | None = None,
     tag_set: Sequence[str] | None = None,
 ) -> ScriptPlan:
-    """Scripts from JSON (a list, or {"scripts": [...]}) or JSONL records with ``tagged_text``.
+    """Scripts from JSON (a list, or {"scripts": [...]}) or JSONL records with ``tagged_text``; every well-formed
+    one is kept.
 
-    Optional fields: ``id``, ``slice`` (otherwise inferred from the tag count), ``domain``. Records that fail
-    ``validate_script`` or are not records at all are reported and skipped. Splits are stratified by slice.
+    Optional fields: ``id`` (default: the record's position), ``slice`` (a label kept as written; otherwise the
+    slice of its tag count, any count), ``domain``. Only malformed records are rejected, each reported with its
+    position and reason (``malformed_issues``, a line that is not JSON, a record without ``tagged_text``); a tag at
+    the end with no speech to colour, and tags outside ``tag_set`` or the vocabulary, are kept as written and
+    reported as warnings. Splits are stratified by slice.
     """
     path = Path(path)
     raw = path.read_text(encoding="utf-8")
     plan = ScriptPlan()
-    records: list[tuple[str, object]] = []
+    rejected_reasons: Counter = Counter()
+    warning_reasons: Counter = Counter()
+    records: list[tuple[str, int, object]] = []
     if path.suffix == ".jsonl":
         for number, line in enumerate(raw.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                records.append((f"{path.name}:{number}", json.loads(line)))
+                records.append((f"{path.name}:{number}", len(records), json.loads(line)))
             except json.JSONDecodeError as error:
                 plan.rejected.append((f"{path.name}:{number}", f"not JSON ({error.msg})"))
+                rejected_reasons["not JSON"] += 1
     else:
         data = json.loads(raw)
         data = data.get("scripts", data) if isinstance(data, dict) else data
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a list of records or {{'scripts': [...]}}")
-        records = [(f"{path.name}[{i}]", record) for i, record in enumerate(data)]
+        records = [(f"{path.name}[{i}]", i, record) for i, record in enumerate(data)]
     allowed = resolve_tag_set(tag_set) if tag_set is not None else None
     kept = []
-    for where, record in records:
+    for where, position, record in records:
         if not isinstance(record, dict) or not isinstance(record.get("tagged_text"), str):
             plan.rejected.append((where, "no 'tagged_text' string"))
+            rejected_reasons["no tagged_text"] += 1
             continue
         text = record["tagged_text"]
-        slice_name = record.get("slice") or slice_for_tag_count(len(vocab.extract_tags(text)))
-        problems = validate_script(text, allowed_tags=allowed, slice_name=slice_name)
-        domain = record.get("domain", "unknown")
-        if problems:
-            plan.rejected.append((where, "; ".join(problems)))
+        malformed = malformed_issues(text)
+        if malformed:
+            plan.rejected.append((where, "; ".join(issue.detail for issue in malformed)))
+            rejected_reasons.update({issue.reason for issue in malformed})
             continue
-        kept.append((str(record.get("id", len(kept))), text, slice_name, str(domain)))
+        for issue in script_warnings(text, allowed):
+            plan.warnings.append((where, issue.detail))
+            warning_reasons[issue.reason] += 1
+        slice_name = str(record.get("slice") or slice_for_tag_count(len(vocab.extract_tags(text))))
+        kept.append((str(record.get("id", f"{position:06d}")), text, slice_name, str(record.get("domain", "unknown"))))
     splits = stratified_split([k[2] for k in kept], split_ratios or DEFAULT_SPLIT_RATIOS, seed)
     plan.scripts = [Script(i, text, s, d, split, "file") for (i, text, s, d), split in zip(kept, splits)]
+    plan.rejected_reasons, plan.warning_reasons = dict(rejected_reasons), dict(warning_reasons)
     return plan
 
 

@@ -70,7 +70,8 @@ def resolve_tag_set(spec: str | Sequence[str]) -> list[str]:
 
 
 def slice_for_tag_count(count: int) -> str:
-    """The density slice a script with this many tags belongs to when nobody said (edge is never inferred)."""
+    """The density slice a script with this many tags belongs to when nobody said (edge is never inferred; more
+    tags than any slice's range: dense)."""
     for density in SLICES.values():
         if not density.edge and density.min_tags <= count <= density.max_tags:
             return density.name

@@ -217,6 +217,7 @@ def run_raft(
         max_train_samples=sft_args.max_train_samples,
         max_eval_samples=sft_args.max_eval_samples,
         with_eval=training_args.eval_strategy != "no",
+        weighted=sft_args.dataset_mixture,
     )
     run = RaftRun(raft_args, training_args, model_args, sft_args, *rows, state)
     output_dir = Path(training_args.output_dir)
