@@ -8,7 +8,8 @@ build pins a transformers that the training stack cannot use, so the two meet th
 
 request.json: {"model": export dir, "dtype", "max_model_len", "max_lora_rank" (null: no LoRA), "language",
 "clips": [.npy files of 16 kHz float32 audio], "runs": [{"name", "lora" (folder or null), "n", "temperature",
-"top_p", "max_tokens", "seed", "logprobs" (top-k of each generated token, 0: none)}]}
+"top_p", "max_tokens", "min_tokens", "seed", "logprobs" (top-k of each generated token, 0: none), "num_clips" (the
+first this many clips only, e.g. a warm-up; null: all)}]}
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def run(request: dict) -> dict:
 
     started = time.perf_counter()
     use_lora = request.get("max_lora_rank") is not None
+    on_gpu = torch.cuda.is_available()
+    scheduling = {}
+    if not on_gpu and any(settings.get("seed") is not None for settings in request["runs"]):
+        # vLLM's CPU build fails a seeded request whose prefill is split over steps (`CPU Generator does not use
+        # offset`): schedule every prompt's prefill whole.
+        scheduling = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(request["max_model_len"], 8192)}
     engine = LLM(
         model=request["model"],
         tokenizer_mode="mistral",
@@ -56,13 +63,15 @@ def run(request: dict) -> dict:
         seed=request.get("seed", 0),
         limit_mm_per_prompt={"audio": request.get("max_chunks", 1)},
         # On CPU, compiling the graphs costs more start-up than it saves on a test-sized run; on a GPU they pay.
-        enforce_eager=request.get("enforce_eager", not torch.cuda.is_available()),
+        enforce_eager=request.get("enforce_eager", not on_gpu),
+        **scheduling,
     )
     load_seconds = time.perf_counter() - started
     tokenizer = engine.get_tokenizer()
     prompts = [transcription_prompt(tokenizer, np.load(path), request.get("language")) for path in request["clips"]]
     results, timings = {}, {}
     for index, settings in enumerate(request["runs"]):
+        run_prompts = prompts[: settings.get("num_clips") or len(prompts)]
         lora = LoRARequest(f"adapter-{index}", index + 1, settings["lora"]) if settings.get("lora") else None
         sampling = [
             SamplingParams(
@@ -74,10 +83,10 @@ def run(request: dict) -> dict:
                 seed=None if settings.get("seed") is None else settings["seed"] + clip,
                 logprobs=settings.get("logprobs") or None,
             )
-            for clip in range(len(prompts))
+            for clip in range(len(run_prompts))
         ]
         started = time.perf_counter()
-        outputs = engine.generate(prompts, sampling, lora_request=lora, use_tqdm=True)
+        outputs = engine.generate(run_prompts, sampling, lora_request=lora, use_tqdm=True)
         timings[settings["name"]] = time.perf_counter() - started
         results[settings["name"]] = [
             {
@@ -90,7 +99,11 @@ def run(request: dict) -> dict:
             }
             for output in outputs
         ]
-    return {"runs": results, "load_seconds": load_seconds, "generate_seconds": timings}
+    memory = {}
+    if torch.cuda.is_available():  # the engine runs in another process: read the device's own count
+        free, total = torch.cuda.mem_get_info()
+        memory["cuda_memory_used_gib"] = (total - free) / 2**30
+    return {"runs": results, "load_seconds": load_seconds, "generate_seconds": timings, **memory}
 
 
 def main(argv: list[str] | None = None) -> None:
