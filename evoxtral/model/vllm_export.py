@@ -182,7 +182,7 @@ def hf_to_mistral_state_dict(state_dict: dict[str, torch.Tensor], params: dict) 
             continue
         heads = _rotary_heads(mistral_name, params)
         tensor = to_interleaved_rotary(tensor, heads) if heads else tensor
-        converted[mistral_name] = tensor.contiguous()
+        converted[mistral_name] = tensor.detach().cpu().contiguous()
     if unknown:
         raise VllmExportError(f"{len(unknown)} weights have no place in vLLM's Voxtral, e.g. {unknown[:3]}")
     return converted
@@ -346,21 +346,41 @@ def export_for_vllm(
     adapter: str | None = None,
     dtype: str = "auto",
     merge_all: bool = False,
-    check: Callable[[VllmExport, torch.nn.Module, object], dict] | None = None,
+    check: Callable[[VllmExport, str, str | None], dict | None] | None = None,
 ) -> VllmExport:
     """Write the Mistral-format model (and the vLLM LoRA folder) for ``model_name_or_path`` (+ ``adapter``).
 
     ``model_name_or_path`` is a base model, a merged folder or an adapter folder (its base read from it). ``check``
     (default: `check_with_vllm` when the vLLM environment is there) runs after the files are written.
     """
-    from peft import PeftModel
-
     from evoxtral.model.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(model_name_or_path, adapter=adapter, dtype=dtype)
+    export = write_vllm_export(model, processor, output_dir, merge_all=merge_all, source=model_name_or_path)
+    if check is None:
+        from evoxtral.model.vllm_runner import check_with_vllm, find_vllm_python
+
+        check = check_with_vllm if find_vllm_python() else None
+        if check is None:
+            logger.warning(
+                "No vLLM environment (make vllm-venv, or EVOXTRAL_VLLM_PYTHON): the export was not checked in vLLM"
+            )
+    if check:
+        export.check = check(export, model_name_or_path, adapter)
+        (export.model_dir / MANIFEST_FILE).write_text(json.dumps(export.manifest(), indent=2) + "\n")
+    return export
+
+
+def write_vllm_export(
+    model, processor, output_dir: str | Path, *, merge_all: bool = False, source: str = "the model"
+) -> VllmExport:
+    """`export_for_vllm` for a model already loaded (a Voxtral or a PeftModel of one; a PeftModel is changed), with
+    no check in vLLM: what the sampling bench exports its random-weight model with."""
+    from peft import PeftModel
+
     base_config = (model.get_base_model() if isinstance(model, PeftModel) else model).config
     if getattr(base_config, "model_type", None) != "voxtral":
-        raise VllmExportError(f"{model_name_or_path} is a {base_config.model_type!r} model, not Voxtral")
+        raise VllmExportError(f"{source} is a {base_config.model_type!r} model, not Voxtral")
     params = mistral_params(base_config)
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / MANIFEST_FILE).is_file():
@@ -377,7 +397,7 @@ def export_for_vllm(
     (output_dir / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n")
     save_processor(processor, output_dir)
     if not (output_dir / TEKKEN_FILE).is_file():
-        raise VllmExportError(f"the processor of {model_name_or_path} wrote no {TEKKEN_FILE}: vLLM needs it")
+        raise VllmExportError(f"the processor of {source} wrote no {TEKKEN_FILE}: vLLM needs it")
 
     export = VllmExport(output_dir, None, None, [], merged)
     if lora_tensors:
@@ -401,16 +421,6 @@ def export_for_vllm(
             export.lora_rank,
             ", ".join(_summarise_modules(served)),
         )
-    if check is None:
-        from evoxtral.model.vllm_runner import check_with_vllm, find_vllm_python
-
-        check = check_with_vllm if find_vllm_python() else None
-        if check is None:
-            logger.warning(
-                "No vLLM environment (make vllm-venv, or EVOXTRAL_VLLM_PYTHON): the export was not checked in vLLM"
-            )
-    if check:
-        export.check = check(export, model_name_or_path, adapter)
     (output_dir / MANIFEST_FILE).write_text(json.dumps(export.manifest(), indent=2) + "\n")
     return export
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -102,7 +103,10 @@ def run_vllm(
         completed = subprocess.run(command, env=vllm_environment(), cwd=REPO_ROOT, stdout=sys.stderr)
         if completed.returncode != 0 or not result_path.is_file():
             raise RuntimeError(f"vLLM exited with status {completed.returncode} (its log is above)")
-        return json.loads(result_path.read_text())
+        result = json.loads(result_path.read_text())
+    # The largest resident set among the processes this one has waited for: vLLM's, unless an earlier child was larger.
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return result
 
 
 def decode_token_ids(processor, token_ids: Sequence[int]) -> str:
