@@ -22,13 +22,14 @@ import json
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import soundfile as sf
+import torch
 
 from evoxtral.serving.settings import ServeSettings
 from evoxtral.serving.transcriber import DecodingOptions, SegmentTranscript, Transcriber
@@ -52,8 +53,17 @@ def wav_bytes(clip: np.ndarray, sampling_rate: int = 16_000) -> bytes:
     return buffer.getvalue()
 
 
-def vllm_transcriber(base_url: str, model: str, *, api_key: str | None = None, max_parallel: int = 16) -> Transcriber:
-    """A Transcriber that sends each clip to a vLLM OpenAI server's ``/audio/transcriptions``."""
+def vllm_transcriber(
+    base_url: str,
+    model: str,
+    *,
+    api_key: str | None = None,
+    max_parallel: int = 16,
+    max_new_tokens: int | None = None,
+    on_close: Callable[[], None] | None = None,
+) -> Transcriber:
+    """A Transcriber that sends each clip to a vLLM OpenAI server's ``/audio/transcriptions``; its ``close()`` ends
+    the HTTP client (and ``on_close``, e.g. stopping the vLLM server this process started)."""
     client = httpx.Client(
         base_url=base_url.rstrip("/"),
         timeout=REQUEST_TIMEOUT_S,
@@ -63,6 +73,8 @@ def vllm_transcriber(base_url: str, model: str, *, api_key: str | None = None, m
 
     def one(clip: np.ndarray, decoding: DecodingOptions) -> SegmentTranscript:
         data = {"model": model, "response_format": "json", "temperature": str(decoding.temperature)}
+        if max_new_tokens:  # the same generation budget per segment as the transformers engine
+            data["max_completion_tokens"] = str(max_new_tokens)
         if decoding.language:
             data["language"] = decoding.language
         response = client.post("/audio/transcriptions", data=data, files={"file": ("segment.wav", wav_bytes(clip))})
@@ -73,21 +85,39 @@ def vllm_transcriber(base_url: str, model: str, *, api_key: str | None = None, m
     def transcribe_clips(clips: Sequence[np.ndarray], decoding: DecodingOptions) -> list[SegmentTranscript]:
         return list(pool.map(lambda clip: one(clip, decoding), clips))
 
+    def close() -> None:
+        pool.shutdown(wait=False, cancel_futures=True)
+        client.close()
+        if on_close is not None:
+            on_close()
+
+    transcribe_clips.close = close
     return transcribe_clips
 
 
 def vllm_server_command(
-    python: str, model_dir: str | Path, port: int, *, lora_dir: str | None = None, max_lora_rank: int | None = None
+    python: str,
+    model_dir: str | Path,
+    port: int,
+    *,
+    lora_dir: str | None = None,
+    max_lora_rank: int | None = None,
+    dtype: str = "auto",
+    enforce_eager: bool = False,
 ) -> list[str]:
     """The vLLM OpenAI server for an export (``python -m vllm.entrypoints.openai.api_server``: the CPU build's
-    `vllm` console script fails to start)."""
+    `vllm` console script fails to start). ``dtype`` auto is vLLM's choice, which serves a float32 checkpoint in
+    16 bits: name the dtype to decode exactly as transformers does."""
     command = [
         python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name",
         BASE_NAME, "--tokenizer-mode", "mistral", "--config-format", "mistral", "--load-format", "mistral",
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype,
     ]  # fmt: skip
+    if enforce_eager:  # on CPU, compiling the graphs costs more start-up than it saves
+        command.append("--enforce-eager")
     if lora_dir:
-        command += ["--enable-lora", "--lora-modules", f"{LORA_NAME}={lora_dir}", "--max-lora-rank", str(max_lora_rank)]
+        command += ["--enable-lora", "--lora-modules", f"{LORA_NAME}={lora_dir}"]
+        command += ["--max-lora-rank", str(max_lora_rank)]
     return command
 
 
@@ -127,9 +157,10 @@ def load_vllm_transcriber(settings: ServeSettings) -> Transcriber:
     from evoxtral.model.vllm_export import MANIFEST_FILE, export_for_vllm
     from evoxtral.model.vllm_runner import find_vllm_python
 
+    budget = {"max_parallel": settings.max_batch, "max_new_tokens": settings.max_new_tokens}
     if settings.vllm_url:
         logger.info("decoding with the vLLM server at %s (model %s)", settings.vllm_url, settings.vllm_model)
-        return vllm_transcriber(settings.vllm_url, settings.vllm_model, max_parallel=settings.max_batch)
+        return vllm_transcriber(settings.vllm_url, settings.vllm_model, **budget)
     python = find_vllm_python()
     if python is None:
         raise VllmServerError("--engine vllm needs --vllm-url or the vLLM environment (make vllm-venv)")
@@ -144,7 +175,11 @@ def load_vllm_transcriber(settings: ServeSettings) -> Transcriber:
     base_url = f"http://127.0.0.1:{settings.vllm_port}/v1"
     log_path = Path(tempfile.gettempdir()) / f"evoxtral-vllm-{settings.vllm_port}.log"
     logger.info("starting vLLM on %s (LoRA: %s); its log: %s", model_dir, lora_dir or "none", log_path)
-    start_vllm_server(vllm_server_command(python, model_dir, settings.vllm_port, lora_dir=lora_dir,
-                                          max_lora_rank=rank), base_url, log_path)  # fmt: skip
-    return vllm_transcriber(base_url, LORA_NAME if lora_dir else BASE_NAME, max_parallel=settings.max_batch)
-
+    command = vllm_server_command(
+        python, model_dir, settings.vllm_port, lora_dir=lora_dir, max_lora_rank=rank, dtype=settings.dtype,
+        enforce_eager=settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available()),
+    )  # fmt: skip
+    process = start_vllm_server(command, base_url, log_path)
+    return vllm_transcriber(
+        base_url, LORA_NAME if lora_dir else BASE_NAME, on_close=lambda: stop_vllm_server(process), **budget
+    )
