@@ -1,6 +1,7 @@
 """vLLM against transformers on a tiny Voxtral, in the vLLM environment (`make test-vllm` builds it): an adapter
 trained by recipes/sft.py is exported, checked and served by vLLM with the same greedy transcripts as transformers,
-the base too, and RAFT runs with `sampler: vllm`.
+the base too, our API with `--engine vllm` answers as with the transformers engine, RAFT runs with `sampler: vllm`,
+and the sampling bench measures both samplers in one run.
 
 vLLM's CPU attention takes head sizes that are multiples of 32, so the model here is evoxtral-tiny with 2 heads of
 32 instead of 4 of 16 (`python -m evoxtral.model.tiny --num-attention-heads 2`). Each test starts one vLLM engine.
@@ -9,11 +10,15 @@ vLLM's CPU attention takes head sizes that are multiples of 32, so the model her
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+import soundfile as sf
+from conftest import encode
 
 from evoxtral.model.vllm_runner import find_vllm_python
 
@@ -120,3 +125,66 @@ def test_raft_samples_with_vllm(vllm_base, trained_adapter, tiny_sft_dataset, tm
     assert any(len(set(row["samples"])) > 1 for row in samples)  # sampled (temperature 0.7), not greedy copies
     assert (output_dir / "round_1" / "vllm_export" / "lora" / "adapter_model.safetensors").is_file()
     assert (output_dir / "adapter_model.safetensors").is_file()  # and the round trained on what vLLM sampled
+
+
+# --- serve --engine vllm --------------------------------------------------------------------------------------------
+
+# espeak-ng speech in two phrases (tests/test_serving_api.py): silero-vad cuts it into two segments.
+SPEECH = REPO / "tests" / "data" / "speech.ogg"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def openai_transcription(client, audio: bytes, filename: str = "speech.wav"):
+    return client.post(
+        "/v1/audio/transcriptions",
+        files={"file": (filename, audio, "audio/wav")},
+        data={"model": "evoxtral", "response_format": "verbose_json"},
+    )
+
+
+def test_serve_engine_vllm_answers_as_the_transformers_engine(vllm_base, trained_adapter):
+    """One vLLM server, started by our app from base + adapter (export at start-up), stopped with the app."""
+    from fastapi.testclient import TestClient
+
+    from evoxtral.serving import ServeSettings, create_app
+
+    speech = encode(*sf.read(SPEECH, dtype="float32"), "WAV", "PCM_16")
+    common = dict(model=str(vllm_base), adapter=str(trained_adapter), dtype="float32", device="cpu",
+                  max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip
+    with TestClient(create_app(ServeSettings(**common))) as client:
+        expected = openai_transcription(client, speech)
+    assert expected.status_code == 200, expected.text
+    port = free_port()
+    with TestClient(create_app(ServeSettings(engine="vllm", vllm_port=port, **common))) as client:
+        served = openai_transcription(client, speech)
+        corrupt = openai_transcription(client, b"this is a text file, not a recording " * 20)
+    assert served.status_code == 200, served.text
+    expected, served = expected.json(), served.json()
+    assert expected["text"]  # the adapter decodes something, so equality is not two empty strings
+    assert served["text"] == expected["text"]
+    timed = [[(segment["start"], segment["end"], segment["text"]) for segment in body["segments"]]
+             for body in (served, expected)]  # fmt: skip
+    assert len(timed[0]) == 2 and timed[0] == timed[1]  # the same VAD segments, each decoded alike
+    assert corrupt.status_code == 400, corrupt.text  # our upload checks stand in front of vLLM
+    assert corrupt.json()["error"]["code"] == "invalid_audio"
+    with pytest.raises(httpx.ConnectError):  # the app stopped the vLLM server it started
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+
+
+# --- the sampling bench -----------------------------------------------------------------------------------------------
+
+
+def test_sample_bench_measures_both_samplers_in_one_run(evoxtral_cache, tmp_path):
+    from test_throughput_bench import check_report, load_bench
+
+    output = tmp_path / "sample.json"
+    load_bench("sample_throughput").main(["--tiny", "--peak_tflops", "0.1", "--output", str(output)])
+    report = check_report(output, "sample_throughput", "tokens/s")
+    rows = {row["role"]: row for row in report["rows"]}
+    assert {"baseline", "fast", "variant", "vllm"} == set(rows) and report["settings"]["skipped"] == {}
+    assert rows["vllm"]["settings"]["engine_start_seconds"] > 0  # reported apart from the timed generation
