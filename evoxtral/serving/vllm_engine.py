@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import io
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -31,6 +32,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from evoxtral.serving.errors import APIError
 from evoxtral.serving.settings import ServeSettings
 from evoxtral.serving.transcriber import DecodingOptions, SegmentTranscript, Transcriber
 from evoxtral.utils.logging import get_logger
@@ -41,6 +43,10 @@ LORA_NAME = "evoxtral"  # what the spawned vLLM server calls the adapter (the `m
 BASE_NAME = "evoxtral-base"
 STARTUP_TIMEOUT_S = 900  # a CPU start-up is ~1 min; a 3B model on a GPU loads in well under that
 REQUEST_TIMEOUT_S = 300
+
+
+# A 502 says the engine behind this API failed, not the request; the details go to the server log.
+ENGINE_UNAVAILABLE = "The decoding engine (vLLM) behind this server failed to answer; the error has been logged."
 
 
 class VllmServerError(RuntimeError):
@@ -77,9 +83,17 @@ def vllm_transcriber(
             data["max_completion_tokens"] = str(max_new_tokens)
         if decoding.language:
             data["language"] = decoding.language
-        response = client.post("/audio/transcriptions", data=data, files={"file": ("segment.wav", wav_bytes(clip))})
+        try:
+            response = client.post(
+                "/audio/transcriptions", data=data, files={"file": ("segment.wav", wav_bytes(clip))}
+            )
+        except httpx.HTTPError as error:
+            logger.error("the vLLM server at %s did not answer: %r", base_url, error)
+            raise APIError(502, "engine_unavailable", ENGINE_UNAVAILABLE) from error
         if response.status_code != 200:
-            raise VllmServerError(f"vLLM answered {response.status_code}: {response.text[:500]}")
+            # Our checks ran before: what vLLM refuses is the deployment's fault (a model name it does not serve ...).
+            logger.error("vLLM answered %d: %s", response.status_code, response.text[:500])
+            raise APIError(502, "engine_error", ENGINE_UNAVAILABLE)
         return SegmentTranscript(response.json()["text"].strip())
 
     def transcribe_clips(clips: Sequence[np.ndarray], decoding: DecodingOptions) -> list[SegmentTranscript]:
@@ -164,7 +178,7 @@ def load_vllm_transcriber(settings: ServeSettings) -> Transcriber:
     python = find_vllm_python()
     if python is None:
         raise VllmServerError("--engine vllm needs --vllm-url or the vLLM environment (make vllm-venv)")
-    source = Path(settings.model)
+    source, scratch = Path(settings.model), None
     if (source / MANIFEST_FILE).is_file() and settings.adapter is None:
         manifest = json.loads((source / MANIFEST_FILE).read_text())
         model_dir, lora_dir, rank = source, manifest["lora_dir"], manifest["max_lora_rank"]
@@ -180,6 +194,10 @@ def load_vllm_transcriber(settings: ServeSettings) -> Transcriber:
         enforce_eager=settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available()),
     )  # fmt: skip
     process = start_vllm_server(command, base_url, log_path)
-    return vllm_transcriber(
-        base_url, LORA_NAME if lora_dir else BASE_NAME, on_close=lambda: stop_vllm_server(process), **budget
-    )
+
+    def stop() -> None:
+        stop_vllm_server(process)
+        if scratch is not None:  # the export made at start-up
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    return vllm_transcriber(base_url, LORA_NAME if lora_dir else BASE_NAME, on_close=stop, **budget)
