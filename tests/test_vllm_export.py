@@ -149,3 +149,17 @@ def test_unservable_adapters_are_refused(tiny_model_dir, tmp_path, capsys):
         main(["evoxtral-tiny", "--output-dir", str(occupied), "--no-check"])
     assert exit_info.value.code == 2 and "not an earlier export" in capsys.readouterr().err
     assert (occupied / "notes.txt").read_text() == "mine" and not (occupied / PARAMS_FILE).exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="vLLM's GPU attention takes heads of 16")
+def test_an_export_vllms_cpu_build_cannot_attend_with_is_refused_before_vllm_starts(tiny_model_dir, tmp_path):
+    import sys
+
+    import numpy as np
+
+    from evoxtral.model.vllm_runner import VllmUnavailableError, run_vllm
+
+    export = export_for_vllm("evoxtral-tiny", tmp_path / "export", check=NO_CHECK)  # 4 heads of 16
+    runs = [{"name": "greedy", "max_tokens": 1}]
+    with pytest.raises(VllmUnavailableError, match="head sizes .* this model's is 16.*--num-attention-heads 2"):
+        run_vllm(export.model_dir, [np.zeros(16_000, np.float32)], runs, python=sys.executable)

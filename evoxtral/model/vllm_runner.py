@@ -37,8 +37,24 @@ PROMPT_TEXT_TOKENS = 16
 CPU_KV_CACHE_GIB = "1"
 
 
+# vLLM 0.32's CPU attention (vllm/v1/attention/backends/cpu_attn.py) takes these head sizes only.
+CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
 class VllmUnavailableError(RuntimeError):
-    """No vLLM environment to run in; the message says how to make one."""
+    """No vLLM environment to run in, or one that cannot run this model; the message says what to do."""
+
+
+def check_runs_on_this_machine(model_dir: str | Path) -> None:
+    """Refuse, before vLLM starts, an export that vLLM's CPU build cannot attend with (evoxtral-tiny's heads of 16)."""
+    import torch
+
+    head_dim = json.loads((Path(model_dir) / "params.json").read_text())["head_dim"]
+    if not torch.cuda.is_available() and head_dim not in CPU_ATTENTION_HEAD_SIZES:
+        raise VllmUnavailableError(
+            f"vLLM's CPU attention takes head sizes {list(CPU_ATTENTION_HEAD_SIZES)}; this model's is {head_dim}. "
+            "For a tiny model vLLM runs on CPU: python -m evoxtral.model.tiny --num-attention-heads 2 --output-dir DIR"
+        )
 
 
 def find_vllm_python() -> str | None:
@@ -77,6 +93,7 @@ def run_vllm(
     python = python or find_vllm_python()
     if python is None:
         raise VllmUnavailableError(f"no vLLM environment: run `make vllm-venv` or set {VLLM_PYTHON_ENV}")
+    check_runs_on_this_machine(model_dir)
     clips = [decode_audio_value(audio) for audio in audios]
     longest = max((len(clip) for clip in clips), default=0)
     max_tokens = max(settings["max_tokens"] for settings in runs)

@@ -169,7 +169,7 @@ def stop_vllm_server(process: subprocess.Popen) -> None:
 def load_vllm_transcriber(settings: ServeSettings) -> Transcriber:
     """The Transcriber ``--engine vllm`` serves with: a running server (``--vllm-url``), or one started here."""
     from evoxtral.model.vllm_export import MANIFEST_FILE, export_for_vllm
-    from evoxtral.model.vllm_runner import find_vllm_python
+    from evoxtral.model.vllm_runner import check_runs_on_this_machine, find_vllm_python
 
     budget = {"max_parallel": settings.max_batch, "max_new_tokens": settings.max_new_tokens}
     if settings.vllm_url:
@@ -186,6 +186,7 @@ def load_vllm_transcriber(settings: ServeSettings) -> Transcriber:
         scratch = Path(tempfile.mkdtemp(prefix="evoxtral-vllm-export-"))
         export = export_for_vllm(settings.model, scratch, adapter=settings.adapter, check=lambda *_: None)
         model_dir, lora_dir, rank = export.model_dir, export.lora_dir and str(export.lora_dir), export.lora_rank
+    check_runs_on_this_machine(model_dir)
     base_url = f"http://127.0.0.1:{settings.vllm_port}/v1"
     log_path = Path(tempfile.gettempdir()) / f"evoxtral-vllm-{settings.vllm_port}.log"
     logger.info("starting vLLM on %s (LoRA: %s); its log: %s", model_dir, lora_dir or "none", log_path)
