@@ -24,8 +24,8 @@ SAMPLING_RATE = 16_000
 def transcription_prompt(tokenizer, audio, language: str | None) -> dict:
     """The transcription prompt vLLM's own `/v1/audio/transcriptions` builds (mistral-common's request encoder), so
     offline sampling and the server see the same tokens as transformers' `apply_transcription_request`."""
-    from mistral_common.tokens.tokenizers.audio import Audio
     from mistral_common.protocol.transcription.request import TranscriptionRequest
+    from mistral_common.tokens.tokenizers.audio import Audio
 
     wav = Audio(audio, SAMPLING_RATE, format="wav")
     request = TranscriptionRequest(audio=wav.to_base64("wav"), language=language)
