@@ -328,6 +328,22 @@ def test_engine_vllm_answers_502_when_its_server_is_down_and_still_checks_upload
     assert_error(bad, 400, "invalid_audio")
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="vLLM's GPU attention takes heads of 16")
+def test_engine_vllm_refuses_at_start_up_a_model_vllms_cpu_build_cannot_run(tiny_model_dir, tmp_path, monkeypatch):
+    """evoxtral-tiny's heads of 16 fail in vLLM's CPU attention: a clear error before vLLM starts, no export left."""
+    import sys
+    import tempfile
+
+    from evoxtral.model.vllm_runner import VllmUnavailableError
+
+    monkeypatch.setenv("EVOXTRAL_VLLM_PYTHON", sys.executable)  # a vLLM environment "exists"; it is never started
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(VllmUnavailableError, match="this model's is 16"):
+        with TestClient(create_app(ServeSettings(engine="vllm", model="evoxtral-tiny"))):
+            pass
+    assert not list(tmp_path.glob("evoxtral-vllm-export-*"))
+
+
 # --- Security ---------------------------------------------------------------------------------------------------
 
 

@@ -184,9 +184,12 @@ def load_vllm_transcriber(settings: ServeSettings) -> Transcriber:
         model_dir, lora_dir, rank = source, manifest["lora_dir"], manifest["max_lora_rank"]
     else:
         scratch = Path(tempfile.mkdtemp(prefix="evoxtral-vllm-export-"))
-        export = export_for_vllm(settings.model, scratch, adapter=settings.adapter, check=lambda *_: None)
+        try:
+            export = export_for_vllm(settings.model, scratch, adapter=settings.adapter, check=lambda *_: None)
+        except Exception:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         model_dir, lora_dir, rank = export.model_dir, export.lora_dir and str(export.lora_dir), export.lora_rank
-    check_runs_on_this_machine(model_dir)
     base_url = f"http://127.0.0.1:{settings.vllm_port}/v1"
     log_path = Path(tempfile.gettempdir()) / f"evoxtral-vllm-{settings.vllm_port}.log"
     logger.info("starting vLLM on %s (LoRA: %s); its log: %s", model_dir, lora_dir or "none", log_path)
@@ -194,11 +197,20 @@ def load_vllm_transcriber(settings: ServeSettings) -> Transcriber:
         python, model_dir, settings.vllm_port, lora_dir=lora_dir, max_lora_rank=rank, dtype=settings.dtype,
         enforce_eager=settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available()),
     )  # fmt: skip
-    process = start_vllm_server(command, base_url, log_path)
+
+    def remove_export() -> None:  # the export made at start-up
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    try:
+        check_runs_on_this_machine(model_dir)
+        process = start_vllm_server(command, base_url, log_path)
+    except Exception:
+        remove_export()
+        raise
 
     def stop() -> None:
         stop_vllm_server(process)
-        if scratch is not None:  # the export made at start-up
-            shutil.rmtree(scratch, ignore_errors=True)
+        remove_export()
 
     return vllm_transcriber(base_url, LORA_NAME if lora_dir else BASE_NAME, on_close=stop, **budget)
