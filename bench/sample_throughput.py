@@ -1,19 +1,25 @@
-"""RAFT sampling throughput: `evoxtral.model.sampling.sample_transcripts` against plain `generate` in the same run.
+"""RAFT sampling throughput: both RAFT samplers (`sampler: transformers`, `sampler: vllm`) against plain `generate`
+in the same run.
 
 Baseline: the original's sampler, `generate(num_return_sequences=k)` through `evoxtral.model.inference.transcribe`
 (audio encoder and prompt prefill run k times per clip). Fast: `sample_transcripts` with the settings it picks on
-this device (on CUDA: static KV cache and compiled decoding), plus the other cache setting as a variant. Random
+this device (on CUDA: static KV cache and compiled decoding), plus the other cache setting as a variant. vLLM: the
+same model exported for vLLM (`evoxtral.model.vllm_export`) and sampled by vLLM's offline engine with ``n=k`` in
+the vLLM environment (`make vllm-venv`, or ``EVOXTRAL_VLLM_PYTHON``); without that environment the row is skipped
+and says why. Its time counts generation only, after a warm-up, not the engine's start-up (reported apart). Random
 weights, real Voxtral-Mini-3B shapes (nothing downloaded). Every sample is held to exactly `max_new_tokens`
 tokens (`min_new_tokens`), so every row decodes the same tokens and tokens/s compares like with like.
 
     python bench/sample_throughput.py                      # real shapes, one GPU
     python bench/sample_throughput.py --num_clips 512 --batch_size 256
-    python bench/sample_throughput.py --tiny               # evoxtral-tiny on CPU: a smoke check, not a figure
+    python bench/sample_throughput.py --samplers vllm      # the vLLM row only
+    python bench/sample_throughput.py --tiny               # a tiny Voxtral on CPU: a smoke check, not a figure
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import tempfile
 from collections.abc import Callable
 from functools import partial
@@ -24,7 +30,9 @@ import torch
 from evoxtral.data.audio import num_chunks
 from evoxtral.model.collator import VoxtralTranscriptionCollator
 from evoxtral.model.inference import transcribe
+from evoxtral.model.loading import load_model_and_processor
 from evoxtral.model.sampling import sample_transcripts
+from evoxtral.model.tiny import build_tiny_voxtral
 from evoxtral.throughput import (
     BenchRow,
     add_bench_arguments,
@@ -42,6 +50,10 @@ DEFAULTS = {
     "real": dict(num_clips=256, clip_seconds=20.0, k=4, max_new_tokens=100, batch_size=128, baseline_batch_size=64),
     "tiny": dict(num_clips=4, clip_seconds=2.0, k=2, max_new_tokens=8, batch_size=2, baseline_batch_size=2),
 }
+SAMPLERS = ("transformers", "vllm")
+# vLLM's CPU attention takes head sizes in multiples of 32: the tiny bench model has 2 heads of 32 (evoxtral-tiny has
+# 4 of 16), so that every row samples the same model.
+TINY_ATTENTION_HEADS = 2
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,7 +71,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtype", help="default: bfloat16 on CUDA, float32 elsewhere")
     parser.add_argument("--attn_implementation", default="sdpa")
     parser.add_argument("--skip_baseline", action="store_true", help="fast path only (the baseline is slow)")
+    parser.add_argument(
+        "--samplers",
+        default=",".join(SAMPLERS),
+        help="comma-separated: transformers (baseline and sample_transcripts), vllm (default: both)",
+    )
     args = parser.parse_args(argv)
+    args.samplers = [name.strip() for name in args.samplers.split(",") if name.strip()]
+    unknown = sorted(set(args.samplers) - set(SAMPLERS)) or (not args.samplers and ["(none)"])
+    if unknown:
+        parser.error(f"--samplers takes {' and '.join(SAMPLERS)}, got {', '.join(unknown)}")
     args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.tiny else "cpu"))
     args.tiny = args.tiny or args.device.type == "cpu"
     fill_shape_defaults(args, DEFAULTS)
@@ -121,22 +142,42 @@ def configurations(args: argparse.Namespace, model, processor) -> list[tuple[str
     return rows[1:] if args.skip_baseline else rows
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as workdir:
-        model, processor = bench_model_and_processor(
-            tiny=args.tiny,
-            device=args.device,
-            dtype=args.dtype,
-            workdir=workdir,
-            attn_implementation=args.attn_implementation,
-        )
-    clips = noise_clips(args.num_clips, args.clip_seconds)
-    warmup_clips = clips[: max(args.batch_size, args.baseline_batch_size)]
-    prompt_length = len(VoxtralTranscriptionCollator(processor).prompt_ids(num_chunks(len(clips[0]))))
-    work_flops = args.num_clips * sampling_flops_per_clip(model.config, prompt_length, args.k, args.max_new_tokens)
-    device_peak = peak_flops(args.device, args.dtype, args.peak_tflops)
+def vllm_row(args: argparse.Namespace, export, clips, work_flops: float, device_peak: float | None) -> BenchRow:
+    """The vLLM sampler (what RAFT's `sampler: vllm` runs) on the export, timed after a warm-up."""
+    from evoxtral.model.vllm_runner import run_vllm
 
+    sampling = {"n": args.k, "temperature": args.temperature, "top_p": args.top_p, "seed": 0,
+                "max_tokens": args.max_new_tokens, "min_tokens": args.max_new_tokens}  # fmt: skip
+    warmup = {"name": "warmup", "num_clips": max(args.batch_size, args.baseline_batch_size), **sampling}
+    result = run_vllm(export.model_dir, clips, [warmup, {"name": "measure", **sampling}],
+                      dtype=str(args.dtype).removeprefix("torch."))  # fmt: skip
+    samples = result["runs"]["measure"]
+    assert all(len(clip["token_ids"]) == args.k for clip in samples), "a clip came back without k samples"
+    assert all(len(ids) == args.max_new_tokens for clip in samples for ids in clip["token_ids"]), "not fixed length"
+    seconds = result["generate_seconds"]["measure"]
+    on_cuda = args.device.type == "cuda"
+    row = BenchRow(
+        name=f"vLLM offline engine (sampler: vllm), n={args.k}, every clip in one call",
+        role="vllm",
+        throughput_unit="tokens/s",
+        seconds=seconds,
+        throughput=args.num_clips * args.k * args.max_new_tokens / seconds,
+        peak_memory_gib=result["cuda_memory_used_gib"] if on_cuda else result["peak_rss_gib"],
+        mfu_percent=100 * work_flops / seconds / device_peak if device_peak else None,
+    )
+    row.settings.update(
+        clips_per_second=args.num_clips / seconds,
+        engine_start_seconds=round(result["load_seconds"], 2),
+        warmup_seconds=round(result["generate_seconds"]["warmup"], 2),
+        memory=("device memory in use (vLLM reserves its KV cache up front)" if on_cuda
+                else "peak resident memory of the vLLM processes"),
+    )  # fmt: skip
+    return row
+
+
+def transformers_rows(args, model, processor, clips, work_flops: float, device_peak: float | None) -> list[BenchRow]:
+    """The baseline and `sample_transcripts` rows (RAFT's `sampler: transformers`)."""
+    warmup_clips = clips[: max(args.batch_size, args.baseline_batch_size)]
     rows = []
     for name, role, run in configurations(args, model, processor):
         row = BenchRow(name=name, role=role, throughput_unit="tokens/s")
@@ -149,9 +190,62 @@ def main(argv=None) -> Path:
             if device_peak:
                 row.mfu_percent = 100 * work_flops / timing.seconds / device_peak
         rows.append(row)
+    return rows
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as workdir:
+        return run_bench(args, Path(workdir))
+
+
+def run_bench(args: argparse.Namespace, workdir: Path) -> Path:
+    from evoxtral.model.vllm_export import write_vllm_export
+    from evoxtral.model.vllm_runner import find_vllm_python
+
+    if args.tiny:
+        model_dir = build_tiny_voxtral(workdir / "model", num_attention_heads=TINY_ATTENTION_HEADS)
+        model, processor = load_model_and_processor(
+            str(model_dir), dtype=args.dtype, device=args.device, attn_implementation=args.attn_implementation
+        )
+    else:
+        model, processor = bench_model_and_processor(
+            tiny=False,
+            device=args.device,
+            dtype=args.dtype,
+            workdir=workdir,
+            attn_implementation=args.attn_implementation,
+        )
+    clips = noise_clips(args.num_clips, args.clip_seconds)
+    prompt_length = len(VoxtralTranscriptionCollator(processor).prompt_ids(num_chunks(len(clips[0]))))
+    work_flops = args.num_clips * sampling_flops_per_clip(model.config, prompt_length, args.k, args.max_new_tokens)
+    device_peak = peak_flops(args.device, args.dtype, args.peak_tflops)
+    config = model.config
+
+    rows, skipped = [], {}
+    if "transformers" in args.samplers:
+        rows += transformers_rows(args, model, processor, clips, work_flops, device_peak)
+    export = None
+    if "vllm" in args.samplers:
+        if find_vllm_python() is None:
+            skipped["vllm"] = "no vLLM environment (make vllm-venv, or EVOXTRAL_VLLM_PYTHON)"
+            print(f"Skipping the vLLM row: {skipped['vllm']}")
+        else:
+            export = write_vllm_export(model, processor, workdir / "vllm-export", source="the bench model")
+    # vLLM starts only once this process's copy of the model is gone, so the two never share the GPU's memory.
+    del model
+    gc.collect()
+    if args.device.type == "cuda":
+        torch.cuda.empty_cache()
+    if export is not None:
+        rows.append(vllm_row(args, export, clips, work_flops, device_peak))
 
     settings = {
-        "shapes": "tiny (evoxtral-tiny)" if args.tiny else "real (Voxtral-Mini-3B, random weights)",
+        "shapes": f"tiny ({config.text_config.num_attention_heads} heads of {config.text_config.head_dim})"
+        if args.tiny
+        else "real (Voxtral-Mini-3B, random weights)",
+        "samplers": args.samplers,
+        "skipped": skipped,
         "prompt_tokens": prompt_length,
         **{key: getattr(args, key) for key in DEFAULTS["real"]},
         "temperature": args.temperature,

@@ -178,6 +178,14 @@ class RaftArguments(ScriptArguments):
     top_p: float = 0.9
     max_new_tokens: int = 512
     sampling_batch_size: int = field(default=8, metadata={"help": "clips per generate call (each gives k rows)"})
+    sampler: str = field(
+        default="transformers",
+        metadata={
+            "help": "transformers (sample_transcripts: the KV-cache fan-out) or vllm (vLLM's offline engine, n=k, "
+            "on an export of the round's model with its language-model LoRA as a LoRA request; needs make vllm-venv "
+            "or EVOXTRAL_VLLM_PYTHON)"
+        },
+    )
     reward_funcs: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARD_NAMES),
         metadata={
@@ -213,6 +221,8 @@ class RaftArguments(ScriptArguments):
                 f"reward_funcs has {len(self.reward_funcs)} names but reward_weights {len(self.reward_weights)} "
                 "weights: give one weight per reward"
             )
+        if self.sampler not in ("transformers", "vllm"):
+            raise ValueError(f"sampler must be transformers or vllm, got {self.sampler!r}")
         if self.rounds < 1 or self.samples_per_input < 1:
             raise ValueError("rounds and samples_per_input must be at least 1")
         if not 0 <= self.drop_fraction < 1:

@@ -264,7 +264,8 @@ def peak_flops(device: torch.device, dtype: torch.dtype, peak_tflops: float | No
 @dataclass
 class BenchRow:
     """One measured configuration. role: "baseline" (the original's settings), "fast" (the recipe's defaults on
-    this device) or "variant" (a fast path with one setting changed, to show what each part brings)."""
+    this device), "variant" (a fast path with one setting changed, to show what each part brings) or "vllm" (the
+    same work on vLLM)."""
 
     name: str
     role: str

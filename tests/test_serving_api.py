@@ -310,6 +310,40 @@ def test_uploads_live_in_a_private_directory_that_is_emptied_and_removed(speech_
     assert not upload_dir.exists()
 
 
+def test_engine_vllm_answers_502_when_its_server_is_down_and_still_checks_uploads(speech_wav, caplog):
+    """--engine vllm with --vllm-url: nothing listens there, so a good clip is the engine's fault (502, no internals in
+    the message, the cause in the log) while a bad upload is still the client's (400, refused before vLLM)."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    settings = ServeSettings(engine="vllm", vllm_url=url, max_duration_s=60)
+    with TestClient(create_app(settings)) as client:
+        down = client.post(TRANSCRIPTIONS, files={"file": ("speech.wav", speech_wav, "audio/wav")})
+        bad = client.post(TRANSCRIPTIONS, files={"file": ("a.wav", b"this is a text file, not a recording " * 20)})
+        assert client.get("/health").json()["status"] == "ok"
+    assert_error(down, 502, "engine_unavailable")
+    assert url not in down.json()["error"]["message"] and url in caplog.text
+    assert_error(bad, 400, "invalid_audio")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="vLLM's GPU attention takes heads of 16")
+def test_engine_vllm_refuses_at_start_up_a_model_vllms_cpu_build_cannot_run(tiny_model_dir, tmp_path, monkeypatch):
+    """evoxtral-tiny's heads of 16 fail in vLLM's CPU attention: a clear error before vLLM starts, no export left."""
+    import sys
+    import tempfile
+
+    from evoxtral.model.vllm_runner import VllmUnavailableError
+
+    monkeypatch.setenv("EVOXTRAL_VLLM_PYTHON", sys.executable)  # a vLLM environment "exists"; it is never started
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(VllmUnavailableError, match="this model's is 16"):
+        with TestClient(create_app(ServeSettings(engine="vllm", model="evoxtral-tiny"))):
+            pass
+    assert not list(tmp_path.glob("evoxtral-vllm-export-*"))
+
+
 # --- Security ---------------------------------------------------------------------------------------------------
 
 

@@ -45,10 +45,27 @@ def check_report(path: Path, bench: str, unit: str) -> dict:
 
 def test_sample_throughput_tiny(evoxtral_cache, tmp_path, one_thread, capsys):
     output = tmp_path / "sample.json"
-    load_bench("sample_throughput").main(["--tiny", "--peak_tflops", "0.1", "--output", str(output)])
+    # The transformers sampler only: the vLLM row needs the vLLM environment (tests/test_vllm.py runs both).
+    load_bench("sample_throughput").main(
+        ["--tiny", "--samplers", "transformers", "--peak_tflops", "0.1", "--output", str(output)]
+    )
     report = check_report(output, "sample_throughput", "tokens/s")
     assert report["settings"]["prompt_tokens"] > 375  # one chunk's audio placeholders plus the request's tokens
     assert "| baseline |" in capsys.readouterr().out
+
+
+def test_sample_throughput_skips_vllm_without_its_environment(evoxtral_cache, tmp_path, monkeypatch, capsys):
+    from evoxtral.model import vllm_runner
+
+    bench = load_bench("sample_throughput")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--tiny", "--samplers", "vlm"])
+    monkeypatch.setattr(vllm_runner, "find_vllm_python", lambda: None)
+    output = tmp_path / "sample.json"
+    bench.main(["--tiny", "--samplers", "vllm", "--output", str(output)])
+    report = json.loads(output.read_text())
+    assert report["rows"] == [] and "no vLLM environment" in report["settings"]["skipped"]["vllm"]
+    assert "Skipping the vLLM row: no vLLM environment" in capsys.readouterr().out
 
 
 def test_sft_throughput_tiny(evoxtral_cache, tmp_path, one_thread):

@@ -84,7 +84,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         upload_dir = Path(tempfile.mkdtemp(prefix="evoxtral-uploads-"))
-        batcher = None
+        batcher = model_transcriber = None
         try:
             if transcriber is None:
                 logger.info("loading model %s (adapter: %s)", settings.model, settings.adapter or "none")
@@ -114,6 +114,9 @@ def create_app(
         finally:
             if batcher is not None:
                 await batcher.stop()
+            # A transcriber that holds something outside this process (the vLLM server it started) lets it go.
+            if transcriber is None and callable(getattr(model_transcriber, "close", None)):
+                model_transcriber.close()
             shutil.rmtree(upload_dir, ignore_errors=True)
 
     app = FastAPI(

@@ -29,6 +29,11 @@ def language_code(value: str) -> str:
 HELP = {
     "model": "base model name or folder, or a merged model folder",
     "adapter": "LoRA adapter folder applied on top of --model",
+    "engine": "what decodes: transformers (in this process) or vllm (a vLLM OpenAI server behind this API)",
+    "vllm_url": "engine vllm: the /v1 URL of a running vLLM server; unset: start one on --vllm-port from the vLLM "
+    "environment, serving an export of --model/--adapter",
+    "vllm_model": "engine vllm with --vllm-url: the model (or LoRA) name that server serves",
+    "vllm_port": "engine vllm without --vllm-url: the port of the vLLM server started here (127.0.0.1)",
     "device": "torch device; auto: cuda when available, else cpu",
     "dtype": "torch dtype name (bfloat16, float32 ...); auto: the checkpoint's",
     "language": "ISO 639-1 code assumed when a request names none (the prompt the model was trained with); "
@@ -59,6 +64,10 @@ HELP = {
 class ServeSettings:
     model: str = "evoxtral-tiny"
     adapter: str | None = None
+    engine: str = "transformers"
+    vllm_url: str | None = None
+    vllm_model: str = "evoxtral"
+    vllm_port: int = 8001
     device: str = "auto"
     dtype: str = "auto"
     language: str = "en"
@@ -91,6 +100,8 @@ class ServeSettings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.engine not in ("transformers", "vllm"):
+            raise ValueError(f"engine must be transformers or vllm, got {self.engine!r}")
         if self.max_segment_s > 30:
             raise ValueError("max_segment_s is at most 30: Voxtral reads audio in 30 s chunks")
         if self.merge_gap_s < 0 or self.max_wait_ms < 0:

@@ -26,6 +26,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer
 from evoxtral.configs import RaftArguments, VoxtralSFTArguments
 from evoxtral.data.splits import clip_ids, decodable_clips, load_training_rows
 from evoxtral.model.lora import voxtral_lora_config
+from evoxtral.model.processor import load_processor
 from evoxtral.publishing.hub import push_folder_to_hub
 from evoxtral.publishing.model_card import key_settings, raft_card_section, write_model_card
 from evoxtral.publishing.recipe import write_recipe
@@ -81,6 +82,8 @@ def sampling_settings(args: RaftArguments, model: str, adapter: str | None, lang
         "reward_funcs": list(args.reward_funcs),
         "reward_weights": list(args.reward_weights),
         "reward_protocol": args.reward_protocol,
+        # recorded only when it is not the default, so runs recorded before the vLLM sampler existed still resume
+        **({"sampler": args.sampler} if args.sampler != "transformers" else {}),
     }
 
 
@@ -93,6 +96,10 @@ def sample_and_select(
     data = run.train_rows
     ids, audios, references = clip_ids(data, args.id_column), data[sft_args.audio_column], data[sft_args.text_column]
     positions, _ = decodable_clips(audios, ids)
+    vllm_export = None
+    if args.sampler == "vllm" and state.is_main_process:
+        vllm_export = export_round_for_vllm(run, round_number, model_source, adapter)
+        processor = processor or load_processor(vllm_export.model_dir)
     rows = sample_and_score(
         model,
         processor,
@@ -107,6 +114,7 @@ def sample_and_select(
         process_index=state.process_index,
         num_processes=state.num_processes,
         wait_for_everyone=state.wait_for_everyone,
+        vllm_export=vllm_export,
     )
     selection = select_training_targets(
         rows,
@@ -115,6 +123,18 @@ def sample_and_select(
         reference_fallback_margin=args.reference_fallback_margin,
     )
     return selection, positions
+
+
+def export_round_for_vllm(run: RaftRun, round_number: int, model_source: str, adapter: str | None):
+    """The round's starting model in vLLM's format (``round_<r>/vllm_export``; its language-model LoRA served as a
+    LoRA request, the rest merged), what `sampler: vllm` samples from. The tests check such exports against
+    transformers; here the check is skipped, as it would start vLLM a second time."""
+    from evoxtral.model.vllm_export import export_for_vllm
+
+    folder = round_dir(run.training_args.output_dir, round_number) / "vllm_export"
+    return export_for_vllm(
+        model_source, folder, adapter=adapter, dtype=run.model_args.dtype or "auto", check=lambda *_: None
+    )
 
 
 def train_round(
@@ -145,10 +165,15 @@ def train_round(
 def run_round(run: RaftRun, round_number: int, model_source: str, adapter: str | None):
     """Sample, select and train one round into ``round_<r>/``; returns (summary, trainer)."""
     folder, state = round_dir(run.training_args.output_dir, round_number), run.state
+    # vLLM samples before the model to train is loaded, so that the two never hold the GPU's memory together.
+    sample_first = run.raft_args.sampler == "vllm"
+    if sample_first:
+        selection, positions = sample_and_select(run, round_number, None, None, model_source, adapter)
     model, processor = load_sft_model(
         run.model_args, run.sft_args, model_name_or_path=model_source, adapter=adapter, device=state.device
     )
-    selection, positions = sample_and_select(run, round_number, model, processor, model_source, adapter)
+    if not sample_first:
+        selection, positions = sample_and_select(run, round_number, model, processor, model_source, adapter)
     summary = {"round": round_number, "started_from": adapter or model_source, **selection.summary()}
     logger.info("Round %d: %s", round_number, format_selection_summary(summary))
     if state.is_main_process:

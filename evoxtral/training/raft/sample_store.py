@@ -16,7 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from evoxtral.configs import RaftArguments
-from evoxtral.model import sampling
+from evoxtral.model import sampling, vllm_runner
 from evoxtral.scoring.rewards import combined_reward, reward_components
 from evoxtral.utils.jsonl import append_jsonl, read_jsonl, write_row
 
@@ -61,6 +61,7 @@ def sample_and_score(
     process_index: int = 0,
     num_processes: int = 1,
     wait_for_everyone=lambda: None,
+    vllm_export=None,
 ) -> list[dict]:
     """Sample and score every clip not yet in ``scored_dir``; returns all scored rows in input order.
 
@@ -68,12 +69,20 @@ def sample_and_score(
     the barrier that keeps a process from appending before all have read what is there. ``settings`` (model,
     sampling and reward options) are recorded with the shards, and a resume under other settings is refused. A
     batch's sampling seed is ``seed`` plus the input position of its first clip.
+
+    ``args.sampler == "vllm"``: sample with vLLM from ``vllm_export`` (a `VllmExport`, on the main process)
+    instead of ``model``. The main process samples every clip left in one engine run (an engine start costs what
+    many batches do) and the others wait; the rows are written once that run is back.
     """
     done = read_scored_rows(scored_dir)
     _check_same_run(done, dict(zip(ids, references)), settings, scored_dir, is_main=process_index == 0)
     wait_for_everyone()
     pending = [index for index, clip_id in enumerate(ids) if clip_id not in done]
-    mine = pending[process_index::num_processes]
+    use_vllm = args.sampler == "vllm"
+    if not use_vllm:
+        mine, batch_size = pending[process_index::num_processes], args.sampling_batch_size
+    else:
+        mine, batch_size = (pending if process_index == 0 else []), max(1, len(pending))
     scored_dir.mkdir(parents=True, exist_ok=True)
     shard = scored_dir / f"samples-rank{process_index:03d}.jsonl"
     with (
@@ -81,13 +90,17 @@ def sample_and_score(
         tqdm(total=len(ids), initial=len(ids) - len(pending), desc="Sampling", unit="clip",
              disable=process_index != 0) as bar,
     ):  # fmt: skip
-        for start in range(0, len(mine), args.sampling_batch_size):
-            batch = mine[start : start + args.sampling_batch_size]
-            samples_per_clip = sampling.sample_transcripts(
-                model, processor, [audios[index] for index in batch], k=args.samples_per_input,
-                temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                batch_size=args.sampling_batch_size, seed=seed + batch[0], language=language, progress=False,
-            )  # fmt: skip
+        for start in range(0, len(mine), batch_size):
+            batch = mine[start : start + batch_size]
+            options = dict(k=args.samples_per_input, temperature=args.temperature, top_p=args.top_p,
+                           max_new_tokens=args.max_new_tokens, seed=seed + batch[0], language=language)  # fmt: skip
+            clips = [audios[index] for index in batch]
+            if not use_vllm:
+                samples_per_clip = sampling.sample_transcripts(
+                    model, processor, clips, batch_size=batch_size, progress=False, **options
+                )
+            else:
+                samples_per_clip = vllm_runner.sample_transcripts_vllm(vllm_export, processor, clips, **options)
             for index, samples in zip(batch, samples_per_clip):
                 rewards, components, reference_reward = score_input(samples, references[index], args)
                 row = {
@@ -100,7 +113,7 @@ def sample_and_score(
                 }
                 write_row(out, row)
             out.flush()
-            bar.update(len(batch) * num_processes)
+            bar.update(len(batch) * (1 if use_vllm else num_processes))
     wait_for_everyone()
     rows = read_scored_rows(scored_dir)
     missing = [clip_id for clip_id in ids if clip_id not in rows]
