@@ -10,7 +10,6 @@ end, which also gives the GPU's memory back before training resumes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
@@ -189,76 +188,3 @@ def transcribe_vllm(
                 "max_tokens": max_new_tokens}  # fmt: skip
     result = run_vllm(model_dir_of(export), audios, [settings], max_lora_rank=rank, language=language, python=python)
     return [decode_token_ids(processor, row["token_ids"][0]) for row in result["runs"]["greedy"]]
-
-
-# --- the export's check ---------------------------------------------------------------------------------------------------
-
-PROBE_SECONDS = 2.0
-PROBE_TOP_LOGPROBS = 5
-# vLLM's CPU kernels and transformers agree to about 1e-4 on the tiny model; a LoRA that moves nothing moves < 1e-6.
-LOGPROB_TOLERANCE = 2e-3
-
-
-def probe_clip(seconds: float = PROBE_SECONDS, seed: int = 0) -> np.ndarray:
-    """A fixed noise clip: the check needs the same audio on both sides, not speech."""
-    return (np.random.default_rng(seed).standard_normal(int(seconds * 16_000)) * 0.1).astype(np.float32)
-
-
-def transformers_first_logprobs(model, processor, audio, language: str | None = "en"):
-    """log-softmax of the first generated position (float64 numpy) for one clip."""
-    import torch
-
-    from evoxtral.model.generation import generation_collator
-
-    batch = generation_collator(processor, language)([{"audio": audio}])
-    batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
-    batch["input_features"] = batch["input_features"].to(model.dtype)
-    with torch.inference_mode():
-        logits = model(**batch, logits_to_keep=1).logits[0, -1]
-    return torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
-
-
-def check_with_vllm(export, model_name_or_path: str, adapter: str | None, *, language: str | None = "en") -> dict:
-    """Run the export in vLLM with and without its LoRA on a probe clip and compare with transformers.
-
-    Refuses (`VllmExportError`) an export whose base disagrees with transformers' merged-in base, or whose LoRA does
-    not move vLLM's log-probabilities as it moves transformers' (the silent no-op of a mis-keyed adapter).
-    """
-    from peft import PeftModel
-
-    from evoxtral.model.loading import load_model_and_processor
-    from evoxtral.model.vllm_export import VllmExportError
-
-    clip = probe_clip()
-    model, processor = load_model_and_processor(model_name_or_path, adapter=adapter, dtype="float32")
-    adapted = transformers_first_logprobs(model, processor, clip, language)
-    runs = [{"name": "base", "lora": None, "max_tokens": 1, "logprobs": PROBE_TOP_LOGPROBS}]
-    if export.lora_dir:
-        runs.append({"name": "lora", "lora": str(export.lora_dir), "max_tokens": 1, "logprobs": PROBE_TOP_LOGPROBS})
-    result = run_vllm(export.model_dir, [clip], runs, max_lora_rank=export.lora_rank, dtype="float32",
-                      language=language)  # fmt: skip
-
-    def top(run: str) -> dict[int, float]:
-        return {int(token): value for token, value in result["runs"][run][0]["logprobs"][0][0].items()}
-
-    figures = {"load_seconds": round(result["load_seconds"], 1)}
-    if export.lora_dir is None:
-        served = top("base")
-        figures["max_abs_logprob_diff"] = float(max(abs(value - adapted[token]) for token, value in served.items()))
-    else:
-        with model.disable_adapter() if isinstance(model, PeftModel) else contextlib.nullcontext():
-            base_only = transformers_first_logprobs(model, processor, clip, language)
-        served, unadapted = top("lora"), top("base")
-        # vLLM without the LoRA is the exported base (the merged parts in it); transformers without the adapter is
-        # the plain base, so the LoRA's effect is compared on the tokens where both sides report it.
-        figures["max_abs_logprob_diff"] = float(max(abs(value - adapted[token]) for token, value in served.items()))
-        figures["lora_moves_vllm_by"] = float(
-            max(abs(served[token] - unadapted[token]) for token in served.keys() & unadapted)
-        )
-        figures["adapter_moves_transformers_by"] = float(np.abs(adapted - base_only).max())
-        if figures["lora_moves_vllm_by"] <= LOGPROB_TOLERANCE / 100:
-            raise VllmExportError(f"vLLM's output does not change with the LoRA ({figures}): it would be a no-op")
-    if figures["max_abs_logprob_diff"] > LOGPROB_TOLERANCE:
-        raise VllmExportError(f"vLLM serving the export disagrees with transformers ({figures})")
-    logger.info("vLLM check passed: %s", figures)
-    return figures

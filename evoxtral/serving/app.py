@@ -39,6 +39,15 @@ from evoxtral.utils.logging import get_logger
 logger = get_logger("evoxtral.serving")
 
 
+def load_engine(settings: ServeSettings) -> Transcriber:
+    """What decodes, by ``settings.engine``: the model in this process, or a client of a vLLM server."""
+    if settings.engine == "vllm":
+        from evoxtral.serving.vllm_engine import load_vllm_transcriber
+
+        return load_vllm_transcriber(settings)
+    return load_model_transcriber(settings)
+
+
 def uvicorn_log_config(level: str) -> dict:
     """uvicorn's logging setup with this package's logger added, so start-up and error lines share its format."""
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -88,7 +97,7 @@ def create_app(
         try:
             if transcriber is None:
                 logger.info("loading model %s (adapter: %s)", settings.model, settings.adapter or "none")
-            model_transcriber = transcriber or await run_in_threadpool(load_model_transcriber, settings)
+            model_transcriber = transcriber or await run_in_threadpool(load_engine, settings)
             # Decoding and VAD are CPU-bound: more threads than cores only multiply the decoded audio held in memory.
             app.state.cpu_limiter = CapacityLimiter(os.cpu_count() or 1)
             app.state.segmenter = SpeechSegmenter(settings.max_segment_s, settings.merge_gap_s, settings.vad_threshold)

@@ -84,12 +84,8 @@ def model_transcriber(model: torch.nn.Module, processor, max_new_tokens: int = 5
 
 
 def load_model_transcriber(settings: ServeSettings) -> Transcriber:
-    """Load the model the settings name (base + adapter, or a merged folder) once, as a Transcriber; with
-    ``engine: vllm``, a client of the vLLM server that decodes instead (evoxtral.serving.vllm_engine)."""
-    if settings.engine == "vllm":
-        from evoxtral.serving.vllm_engine import load_vllm_transcriber
-
-        return load_vllm_transcriber(settings)
+    """Load the model the settings name (base + adapter, or a merged folder) once, as a Transcriber that decodes in
+    this process (``engine: transformers``; the vLLM engine is evoxtral.serving.vllm_engine)."""
     from evoxtral.model.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(

@@ -2,12 +2,7 @@
 backend, and espeak-ng dialogues with known turns to measure them on. Used by the server's diarized routes and by
 anything else that wants speakers (``load_diarizer("mfcc")(audio, speech_regions)`` -> speaker turns)."""
 
-from evoxtral.speakers.diarizer import (
-    Diarizer,
-    DiarizerUnavailable,
-    EmbeddingDiarizer,
-    SpeakerTurn,
-    load_diarizer,
-)
+from evoxtral.speakers.diarizer import Diarizer, DiarizerUnavailable, EmbeddingDiarizer, SpeakerTurn
+from evoxtral.speakers.registry import load_diarizer
 
 __all__ = ["Diarizer", "DiarizerUnavailable", "EmbeddingDiarizer", "SpeakerTurn", "load_diarizer"]

@@ -10,7 +10,6 @@ edge.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +20,6 @@ import numpy as np
 from evoxtral.data.audio import SAMPLING_RATE
 from evoxtral.speakers.clustering import Clustering, cluster_speakers
 from evoxtral.speakers.embeddings import EMBEDDERS, SpeakerEmbedder
-from evoxtral.utils.logging import get_logger
-
-logger = get_logger(__name__)
 
 SpeechRegion = tuple[float, float]  # (start, end) in seconds
 
@@ -126,27 +122,3 @@ def _nearest_labels(windows: Sequence[SpeechRegion], usable: list[int], labels: 
         int(by_window[i]) if i in by_window else int(labels[np.argmin(np.abs(centres - (a + b) / 2))])
         for i, (a, b) in enumerate(windows)
     ]
-
-
-DIARIZERS = ("mfcc", "resemblyzer", "pyannote")
-
-
-def load_diarizer(name: str = "mfcc", max_speakers: int = 8) -> Diarizer:
-    """A diarizer by name: "mfcc" (offline default), "resemblyzer", "pyannote", or "module:attribute" naming a
-    Diarizer object or a class/factory that takes no arguments. Raises DiarizerUnavailable with what to install."""
-    if name in EMBEDDERS:
-        try:
-            return EmbeddingDiarizer(name, max_speakers=max_speakers)
-        except ImportError as error:
-            raise DiarizerUnavailable(str(error)) from error
-    if name == "pyannote":
-        from evoxtral.speakers.pyannote_backend import PyannoteDiarizer
-
-        return PyannoteDiarizer()
-    module_name, separator, attribute = name.partition(":")
-    if not separator:
-        raise DiarizerUnavailable(f"unknown diarizer {name!r}: use one of {', '.join(DIARIZERS)} or module:attribute")
-    target = getattr(importlib.import_module(module_name), attribute)
-    diarizer = target() if isinstance(target, type) else target
-    logger.info("diarizer %s loaded from %s", getattr(diarizer, "name", "?"), name)
-    return diarizer
