@@ -17,7 +17,6 @@ stage killed midway resumes, and a stage whose recipe or input changed starts ag
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from evoxtral.utils.logging import get_logger
 from evoxtral.utils.stages import (
     Stage,
     accelerate_command,
+    cpu_launcher,
     data_stage,
     find_repo_root,
     python_command,
@@ -67,9 +67,7 @@ def plan_demo(args: DemoArguments, root: Path, python: str = sys.executable) -> 
     config = {
         name: str(relative_to_root(root, getattr(args, f"{name}_config"))) for name in ("data", "sft", "raft", "eval")
     }
-    # Every core to the one training process: accelerate's own default on CPU can leave it one thread.
-    threads = args.num_cpu_threads_per_process or max(1, (os.cpu_count() or 1) // args.num_processes)
-    launcher = ["--num_processes", str(args.num_processes), "--num_cpu_threads_per_process", str(threads)]
+    launcher = cpu_launcher(args.num_processes, args.num_cpu_threads_per_process)
     models = [f"base={BASE_MODEL}", f"sft={paths['sft']}", f"raft={paths['raft']}"]
     return [
         data_stage(python, root, config["data"], paths["data"]),

@@ -37,6 +37,7 @@ from evoxtral.utils.logging import get_logger
 from evoxtral.utils.stages import (
     Stage,
     accelerate_command,
+    cpu_launcher,
     data_stage,
     find_repo_root,
     python_command,
@@ -79,7 +80,7 @@ def plan_stages(args: LearningCheckArguments, root: Path, python: str = sys.exec
         name: str(relative_to_root(root, getattr(args, f"{name}_config"))) for name in ("data", "sft", "raft", "eval")
     }
 
-    launcher = ["--num_processes", str(args.num_processes)]
+    launcher = cpu_launcher(args.num_processes)
     if args.accelerate_config:
         launcher = ["--config_file", str(relative_to_root(root, args.accelerate_config))]
 

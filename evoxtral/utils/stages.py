@@ -77,6 +77,13 @@ def python_command(python: str, *arguments: str) -> tuple[list[str], str]:
     return [python, *arguments], shlex.join(["python", *arguments])
 
 
+def cpu_launcher(num_processes: int, threads: int | None = None) -> list[str]:
+    """``accelerate launch`` options for training on this machine's CPU: every core shared among the processes
+    (accelerate's own default on CPU can leave a process one thread, which halves a 2-core run)."""
+    threads = threads or max(1, (os.cpu_count() or 1) // num_processes)
+    return ["--num_processes", str(num_processes), "--num_cpu_threads_per_process", str(threads)]
+
+
 def accelerate_command(python: str, launcher: Sequence[str], script: str, *options: str) -> tuple[list[str], str]:
     """An ``accelerate launch <launcher> script ...`` stage command, and the same as a user types it."""
     launch = [*launcher, script, *options]
