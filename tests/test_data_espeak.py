@@ -47,6 +47,17 @@ def test_every_vocabulary_tag_changes_the_audio(backend):
         assert not (same_length and np.allclose(audio, plain, atol=1e-3)), f"[{name}] made no audible difference"
 
 
+def test_sounds_are_spliced_when_their_folder_is_a_relative_path(tmp_path, monkeypatch):
+    """make demo and make data keep sounds under outputs/ (relative): espeak-ng drops an <audio> it cannot find
+    without a word, so a relative path silently gave clips without their [laughs] and [sighs]."""
+    monkeypatch.chdir(tmp_path)
+    backend = EspeakBackend(sounds_dir="outputs/cache/sounds")
+    sigh = decode_and_check(backend.sound_paths["sighs"].read_bytes(), AudioCheck())
+    plain = _speak(backend, "apple river stone. table garden pencil.")
+    sighing = _speak(backend, "apple river stone. [sighs] table garden pencil.")
+    assert sighing.size - plain.size > 0.8 * sigh.size
+
+
 def test_learning_check_tags_are_acoustically_distinct(backend):
     plain = _features(_speak(backend, WORDS))
     whispers = _features(_speak(backend, f"[whispers] {WORDS}"))

@@ -144,7 +144,9 @@ def sound_path(name: str, directory: Path) -> Path:
 
 
 def build_sound_clips(names: list[str], directory: Path, speak: Speak) -> dict[str, Path]:
-    """Synthesise each named sound once into ``directory`` (kept across runs) and return their paths."""
+    """Synthesise each named sound once into ``directory`` (kept across runs) and return their absolute paths:
+    espeak-ng silently leaves out an ``<audio src>`` given relative to the working directory."""
+    directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name in names:
